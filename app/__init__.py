@@ -1,0 +1,13 @@
+"""DataHubSync: keep local copies of data hub datasets up to date."""
+__version__ = "1.0.0"
+
+
+def __getattr__(name: str):
+    # Imported lazily so `import app` stays cheap for the CLI and the crontab tools.
+    if name in ("DataSyncClient", "SyncResult"):
+        from . import client
+        return getattr(client, name)
+    raise AttributeError(name)
+
+
+__all__ = ["DataSyncClient", "SyncResult", "__version__"]

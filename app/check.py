@@ -1,0 +1,110 @@
+"""`check`: a pre-flight report (config, crontab, hub, datasets, targets, disk) before the first run."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from pathlib import Path
+from typing import Mapping, TextIO
+
+from .config import Config
+from .errors import DataHubSyncError, ExitCode
+from .fsutil import free_bytes, nearest_existing
+from .hub import HubClient
+from .plan import space_needed
+from .progress import human_bytes
+from .secrets import redact
+
+
+class Report:
+    def __init__(self, out: TextIO):
+        self.out = out
+        self.failed = 0
+
+    def ok(self, what: str) -> None:
+        self.out.write(f"[ ok ] {what}\n")
+
+    def fail(self, what: str) -> None:
+        self.failed += 1
+        self.out.write(f"[FAIL] {what}\n")
+
+    def warn(self, what: str) -> None:
+        self.out.write(f"[warn] {what}\n")
+
+
+def _writable(path: Path) -> str | None:
+    probe = nearest_existing(path)
+    try:
+        with tempfile.NamedTemporaryFile(dir=probe, prefix=".datahubsync-check-"):
+            pass
+    except OSError as exc:
+        uid, gid = os.getuid(), os.getgid()
+        return (f"{probe} is not writable by uid {uid} ({exc.strerror}); "
+                f"run `chown -R {uid}:{gid}` on it or set the container's user to its owner")
+    return None
+
+
+def run_check(config: Config, out: TextIO, crontab_text: str | None, crontab_source: str,
+              environ: Mapping[str, str]) -> ExitCode:
+    report = Report(out)
+    report.ok(f"config valid ({config.source or 'environment only'}, {len(config.datasets)} dataset(s))")
+    for warning in config.warnings:
+        report.warn(warning)
+    _check_crontab(report, crontab_text, crontab_source)
+    for gap in config.missing():
+        report.fail(gap)
+    if config.missing():
+        return ExitCode.FAILED
+    problem = _writable(config.state_dir)
+    (report.fail if problem else report.ok)(problem or f"state directory {config.state_dir} writable")
+    listing = None
+    try:
+        hub = HubClient(dataclasses.replace(config.hub, retries=min(config.hub.retries, 1)), pool_size=2)
+        try:
+            listing = hub.list_datasets()
+        finally:
+            hub.close()
+        report.ok(f"hub {config.hub.url} reachable, {len(listing.datasets)} dataset(s) published"
+                  + (", credentials accepted" if hub.credentials else ""))
+    except DataHubSyncError as exc:
+        report.fail(f"hub: {redact(str(exc))}")
+    for ds in config.datasets:
+        _check_dataset(report, ds, listing)
+    out.write("all checks passed\n" if not report.failed else f"{report.failed} check(s) failed\n")
+    return ExitCode.OK if not report.failed else ExitCode.FAILED
+
+
+def _check_crontab(report: Report, text: str | None, source: str) -> None:
+    from .crontab import CrontabError, parse_crontab
+    if text is None:
+        return
+    try:
+        table = parse_crontab(text)
+        report.ok(f"crontab {source} valid ({len(table.jobs)} job(s))")
+    except CrontabError as exc:
+        report.fail(f"crontab {source}: {exc}")
+
+
+def _check_dataset(report: Report, ds, listing) -> None:
+    if listing is not None:
+        if ds.name in listing.errors:
+            report.fail(f"{ds.name}: the hub's entry is invalid: {listing.errors[ds.name]}")
+        elif ds.name not in listing.datasets:
+            report.fail(f"{ds.name}: not published by the hub")
+        else:
+            remote = listing.datasets[ds.name]
+            if remote.last_updated is None:
+                report.fail(f"{ds.name}: the hub has no data for it yet")
+            else:
+                ready = "" if remote.package_ready else " (package still being built)"
+                report.ok(f"{ds.name}: published, version {remote.last_updated.isoformat()}{ready}")
+            need = remote.total_size or remote.package_size
+            if need:
+                free = free_bytes(ds.local_dir)
+                if free < space_needed(need):
+                    report.fail(f"{ds.name}: {human_bytes(free)} free at {nearest_existing(ds.local_dir)}, "
+                                f"needs about {human_bytes(space_needed(need))}")
+                else:
+                    report.ok(f"{ds.name}: disk space {human_bytes(free)} free (needs about {human_bytes(space_needed(need))})")
+    problem = _writable(ds.local_dir)
+    (report.fail if problem else report.ok)(f"{ds.name}: {problem}" if problem else f"{ds.name}: target {ds.local_dir} writable")

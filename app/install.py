@@ -1,0 +1,186 @@
+"""Extraction into a staging tree (CRCs checked), then installation: overlay per file or mirror swap."""
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import shutil
+import threading
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from pathlib import Path
+
+from .errors import DiskFullError, InstallError, Interrupted, PackageError
+from .fsutil import exchange, fsync_dir, remove_tree, syncfs
+from .package import Entry, PackagePlan
+
+COPY_BUFFER = 1 << 20
+EXTRACT_THREADS = 2
+log = logging.getLogger("datahubsync.install")
+
+
+@dataclass(frozen=True)
+class Installed:
+    files: int
+    bytes: int
+    removed: int = 0
+
+
+def _split(entries: tuple[Entry, ...], parts: int) -> list[list[Entry]]:
+    """Balance entries across workers by size (largest first into the lightest bucket)."""
+    buckets: list[list[Entry]] = [[] for _ in range(parts)]
+    loads = [0] * parts
+    for entry in sorted(entries, key=lambda e: e.size, reverse=True):
+        i = loads.index(min(loads))
+        buckets[i].append(entry)
+        loads[i] += entry.size + 4096
+    return [b for b in buckets if b]
+
+
+def _extract_some(package: Path, entries: list[Entry], staging: Path, stop: threading.Event, zone: tzinfo) -> None:
+    with zipfile.ZipFile(package) as archive:
+        for entry in entries:
+            if stop.is_set():
+                raise Interrupted("stopped by signal")
+            dest = staging / entry.target
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with archive.open(entry.info) as src, open(dest, "wb") as out:
+                    shutil.copyfileobj(src, out, COPY_BUFFER)
+            except zipfile.BadZipFile as exc:
+                raise PackageError(f"entry {entry.info.filename!r}: {exc}") from None
+            except (zipfile.LargeZipFile, NotImplementedError, RuntimeError, EOFError) as exc:
+                raise PackageError(f"entry {entry.info.filename!r}: cannot extract: {exc}") from None
+            except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise DiskFullError(f"disk full while extracting {entry.info.filename!r} into {staging}") from None
+                raise
+            try:
+                stamp = datetime(*entry.info.date_time, tzinfo=zone).timestamp()
+                os.utime(dest, (stamp, stamp))
+            except ValueError:
+                pass            # an impossible date in the entry: keep the extraction time
+
+
+def extract(package: Path, plan: PackagePlan, staging: Path, stop: threading.Event, zone: tzinfo) -> None:
+    """Unpack every file of the plan below `staging`, checking each CRC; then flush it to disk once."""
+    remove_tree(staging)
+    staging.mkdir(parents=True)
+    for folder in plan.dirs:
+        (staging / folder).mkdir(parents=True, exist_ok=True)
+    buckets = _split(plan.files, EXTRACT_THREADS)
+    if len(buckets) <= 1:
+        for bucket in buckets:
+            _extract_some(package, bucket, staging, stop, zone)
+    else:
+        halt = threading.Event()
+        relay = threading.Thread(target=lambda: (stop.wait(), halt.set()), daemon=True)
+        relay.start()
+        with ThreadPoolExecutor(max_workers=len(buckets)) as pool:
+            futures = [pool.submit(_extract_some, package, b, staging, halt, zone) for b in buckets]
+            errors = []
+            for future in futures:
+                try:
+                    future.result()
+                except BaseException as exc:   # noqa: BLE001 - the first error wins, the others stop early
+                    halt.set()
+                    errors.append(exc)
+        if errors:
+            raise next((e for e in errors if not isinstance(e, Interrupted)), errors[0])
+    # One flush for the whole tree: cheaper than an fsync per file, and the swap below happens after it.
+    syncfs(staging)
+
+
+def _count_files(root: Path) -> set[str]:
+    found = set()
+    for dirpath, _dirs, names in os.walk(root):
+        rel = os.path.relpath(dirpath, root)
+        for name in names:
+            found.add(name if rel == "." else f"{rel}/{name}")
+    return found
+
+
+def install_overlay(staging: Path, plan: PackagePlan, target: Path) -> Installed:
+    """Each file replaces its local copy atomically; local files the package lacks stay."""
+    target.mkdir(parents=True, exist_ok=True)
+    made: set[Path] = set()
+    for folder in plan.dirs:
+        (target / folder).mkdir(parents=True, exist_ok=True)
+    for entry in plan.files:
+        dest = target / entry.target
+        parent = dest.parent
+        if parent not in made:
+            if parent.is_file() or parent.is_symlink():
+                raise InstallError(f"cannot install {entry.target!r}: {parent} exists and is not a folder")
+            parent.mkdir(parents=True, exist_ok=True)
+            made.add(parent)
+        if dest.is_dir() and not dest.is_symlink():
+            raise InstallError(f"cannot install {entry.target!r}: {dest} is a folder locally")
+        os.replace(staging / entry.target, dest)
+    for parent in made | {target}:
+        fsync_dir(parent)
+    remove_tree(staging)
+    return Installed(plan.file_count, plan.total_bytes)
+
+
+def deletion_share(target: Path, plan: PackagePlan) -> tuple[int, int]:
+    """(files mirror mode would delete, files there now)."""
+    existing = _count_files(target) if target.is_dir() else set()
+    keep = {e.target for e in plan.files}
+    return len(existing - keep), len(existing)
+
+
+def install_mirror(staging: Path, plan: PackagePlan, target: Path, previous: Path) -> Installed:
+    """Swap the staged tree in at once; the old tree goes to `previous`."""
+    removed, _ = deletion_share(target, plan)
+    remove_tree(previous)
+    previous.parent.mkdir(parents=True, exist_ok=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.exists():
+        os.rename(staging, target)
+        fsync_dir(target.parent)
+        return Installed(plan.file_count, plan.total_bytes, 0)
+    if not target.is_dir() or target.is_symlink():
+        raise InstallError(f"{target} exists and is not a folder")
+    try:
+        swapped = exchange(staging, target)
+    except OSError as exc:
+        if exc.errno == errno.EBUSY:
+            raise InstallError(f"mirror mode cannot swap {target}: it is a mount point; mount its parent folder instead, or use mode: overlay") from None
+        raise
+    if swapped:
+        fsync_dir(target.parent)
+        os.rename(staging, previous)          # staging now holds the old tree
+    else:
+        _two_step_swap(staging, target, previous)
+    fsync_dir(previous.parent)
+    return Installed(plan.file_count, plan.total_bytes, removed)
+
+
+def swap_journal(previous: Path) -> Path:
+    return previous.with_name(previous.name + ".swapping")
+
+
+def _two_step_swap(staging: Path, target: Path, previous: Path) -> None:
+    """For filesystems without RENAME_EXCHANGE: a journal lets the next run undo a half-done swap."""
+    journal = swap_journal(previous)
+    journal.write_text(str(target))
+    fsync_dir(journal.parent)
+    os.rename(target, previous)
+    os.rename(staging, target)
+    fsync_dir(target.parent)
+    journal.unlink()
+
+
+def recover_swap(target: Path, previous: Path) -> bool:
+    """Undo a swap that a crash cut between its two renames (the old tree comes back)."""
+    journal = swap_journal(previous)
+    if not journal.exists():
+        return False
+    if not target.exists() and previous.is_dir():
+        os.rename(previous, target)
+        log.warning("restored %s from an interrupted install", target)
+    journal.unlink()
+    return True

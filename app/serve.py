@@ -1,0 +1,221 @@
+"""`serve DIR`: a hub over a folder of NAME.zip packages, with the original hub's URLs (HUB_API.md).
+
+Threaded, Range/If-Range/ETag aware, and the bodies go out with sendfile(2).
+"""
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import json
+import logging
+import os
+import re
+import threading
+import zipfile
+from datetime import datetime, timezone
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from . import __version__
+from .timeutil import to_iso
+
+log = logging.getLogger("datahubsync.serve")
+PACKAGE_PATH = re.compile(r"^/package/([A-Za-z0-9._-]{1,128})\.zip$")
+RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+class PackageIndex:
+    """Facts about each package, recomputed only when the file changes (size, mtime)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self._cache: dict[str, tuple[tuple[int, int], dict]] = {}
+        self._lock = threading.Lock()
+
+    def path_of(self, name: str) -> Path | None:
+        if name in (".", ".."):
+            return None
+        path = self.root / f"{name}.zip"
+        return path if path.is_file() and path.parent == self.root else None
+
+    def describe(self, path: Path) -> dict:
+        stat = path.stat()
+        key = (stat.st_size, stat.st_mtime_ns)
+        name = path.name[:-4]
+        with self._lock:
+            cached = self._cache.get(name)
+        if cached and cached[0] == key:
+            return cached[1]
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            while chunk := fh.read(4 << 20):
+                digest.update(chunk)
+        files = total = 0
+        try:
+            with zipfile.ZipFile(path) as archive:
+                for info in archive.infolist():
+                    if not info.is_dir():
+                        files += 1
+                        total += info.file_size
+        except zipfile.BadZipFile:
+            files = total = None
+        entry = {
+            "name": name,
+            "last_updated": to_iso(datetime.fromtimestamp(stat.st_mtime, timezone.utc)),
+            "package_ready": True, "package_size": stat.st_size, "sha256": digest.hexdigest(),
+            "file_count": files, "total_size": total,
+        }
+        with self._lock:
+            self._cache[name] = (key, entry)
+        return entry
+
+    def listing(self) -> list[dict]:
+        out = []
+        for path in sorted(self.root.glob("*.zip")):
+            if path.is_file() and PACKAGE_PATH.match(f"/package/{path.name}"):
+                try:
+                    out.append(self.describe(path))
+                except OSError:
+                    continue          # removed while we looked
+        return out
+
+
+class HubHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = f"datahubsync/{__version__}"
+    index: PackageIndex
+
+    def log_message(self, fmt: str, *args) -> None:
+        log.info("%s %s", self.address_string(), fmt % args)
+
+    def do_HEAD(self) -> None:
+        self._route(body=False)
+
+    def do_GET(self) -> None:
+        self._route(body=True)
+
+    def _route(self, body: bool) -> None:
+        path = unquote(urlsplit(self.path).path)
+        if path in ("/api/datasets", "/api/datasets/"):
+            self._send_json({"datasets": self.index.listing()}, body)
+            return
+        if path == "/healthz":
+            self._send_json({"status": "ok"}, body)
+            return
+        match = PACKAGE_PATH.match(path)
+        package = self.index.path_of(match.group(1)) if match else None
+        if package is None:
+            self._send_error(HTTPStatus.NOT_FOUND, "no such package")
+            return
+        self._send_package(package, body)
+
+    def _send_json(self, document: object, body: bool) -> None:
+        data = json.dumps(document).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        if body:
+            self.wfile.write(data)
+
+    def _send_error(self, status: HTTPStatus, message: str, extra: dict | None = None) -> None:
+        data = json.dumps({"error": message}).encode()
+        self.send_response(status)
+        for key, value in (extra or {}).items():
+            self.send_header(key, value)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _send_package(self, path: Path, body: bool) -> None:
+        try:
+            fh = open(path, "rb")
+        except OSError:
+            self._send_error(HTTPStatus.NOT_FOUND, "no such package")
+            return
+        with fh:
+            stat = os.fstat(fh.fileno())
+            size = stat.st_size
+            etag = f'"{stat.st_size:x}-{stat.st_mtime_ns:x}"'
+            modified = email.utils.formatdate(stat.st_mtime, usegmt=True)
+            start, end = 0, size - 1
+            status = 200
+            wanted = self.headers.get("Range")
+            if wanted and self._if_range_holds(etag, modified):
+                parsed = parse_range(wanted, size)
+                if parsed == "unsatisfiable":
+                    self._send_error(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE, "range not satisfiable",
+                                     {"Content-Range": f"bytes */{size}"})
+                    return
+                if parsed is not None:
+                    start, end = parsed
+                    status = 206
+            length = end - start + 1 if size else 0
+            self.send_response(status)
+            self.send_header("Content-Type", "application/zip")
+            self.send_header("Content-Length", str(length))
+            self.send_header("Accept-Ranges", "bytes")
+            self.send_header("ETag", etag)
+            self.send_header("Last-Modified", modified)
+            stamp = datetime.fromtimestamp(stat.st_mtime, timezone.utc).strftime("%Y%m%d_%H%M%S")
+            self.send_header("Content-Disposition", f'attachment; filename="{path.stem}_{stamp}.zip"')
+            if status == 206:
+                self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+            self.end_headers()
+            if body and length:
+                self._sendfile(fh, start, length)
+
+    def _if_range_holds(self, etag: str, modified: str) -> bool:
+        condition = self.headers.get("If-Range")
+        return condition is None or condition.strip() in (etag, modified)
+
+    def _sendfile(self, fh, offset: int, count: int) -> None:
+        self.wfile.flush()
+        sock = self.connection
+        try:
+            while count > 0:
+                sent = os.sendfile(sock.fileno(), fh.fileno(), offset, min(count, 1 << 30))
+                if sent == 0:
+                    break
+                offset += sent
+                count -= sent
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+
+def parse_range(header: str, size: int) -> tuple[int, int] | str | None:
+    """One byte range (the only kind clients here send); None means 'ignore it, send everything'."""
+    match = RANGE.match(header.strip())
+    if not match or (not match.group(1) and not match.group(2)):
+        return None
+    first, last = match.group(1), match.group(2)
+    if not first:                              # suffix: the last N bytes
+        count = int(last)
+        if count == 0:
+            return "unsatisfiable"
+        return max(0, size - count), size - 1
+    start = int(first)
+    end = min(int(last), size - 1) if last else size - 1
+    if start >= size:
+        return "unsatisfiable"
+    if end < start:
+        return None
+    return start, end
+
+
+class HubServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 64
+
+
+def make_server(directory: str | Path, host: str = "127.0.0.1", port: int = 8080) -> HubServer:
+    root = Path(directory).resolve()
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: not a folder")
+    handler = type("BoundHubHandler", (HubHandler,), {"index": PackageIndex(root)})
+    return HubServer((host, port), handler)

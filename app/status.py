@@ -1,0 +1,125 @@
+"""`status` (what is installed, and what the hub has) and `healthcheck` (state only, no network)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from datetime import datetime, timezone
+from typing import Any, TextIO
+
+from .config import Config
+from .errors import DataHubSyncError
+from .fsutil import atomic_write
+from .hub import HubClient
+from .result import OK_STATUSES
+from .secrets import redact
+from .state import StateStore
+from .timeutil import from_iso, get_zone, to_iso, utcnow
+
+log = logging.getLogger("datahubsync.status")
+DAEMON_FILE = "daemon.json"
+
+
+def load_state(config: Config) -> dict[str, dict[str, Any]]:
+    store = StateStore(config.state_dir / "state.json", get_zone(config.hub.timezone))
+    return store.datasets
+
+
+def remote_versions(config: Config) -> tuple[dict[str, str], str | None]:
+    """The hub's versions, or the reason it could not tell (status must work with the hub down)."""
+    if not config.hub.url:
+        return {}, "hub.url is not set"
+    try:
+        quick = dataclasses.replace(config.hub, retries=0, timeout=min(config.hub.timeout, 15))
+        hub = HubClient(quick, pool_size=2)
+        try:
+            listing = hub.list_datasets()
+        finally:
+            hub.close()
+    except DataHubSyncError as exc:
+        return {}, redact(str(exc))
+    out = {}
+    for name, remote in listing.datasets.items():
+        out[name] = to_iso(remote.last_updated) if remote.last_updated else "no data"
+    return out, None
+
+
+def status_rows(config: Config, with_remote: bool = True) -> tuple[list[dict[str, Any]], str | None]:
+    state = load_state(config)
+    remote, problem = remote_versions(config) if with_remote else ({}, None)
+    rows = []
+    for ds in config.datasets:
+        entry = state.get(ds.name, {})
+        rows.append({
+            "name": ds.name, "local_dir": str(ds.local_dir), "mode": ds.mode,
+            "local_version": entry.get("last_updated"), "remote_version": remote.get(ds.name),
+            "last_sync": entry.get("synced_at"), "last_attempt": entry.get("attempted_at"),
+            "status": entry.get("status", "never_synced"), "error": entry.get("error"),
+            "files": entry.get("files"), "bytes": entry.get("bytes"), "sha256": entry.get("sha256"),
+        })
+    return rows, problem
+
+
+def print_status(config: Config, out: TextIO, as_json: bool) -> None:
+    rows, problem = status_rows(config)
+    if as_json:
+        json.dump({"datasets": rows, "hub_error": problem}, out, indent=2)
+        out.write("\n")
+        return
+    if not rows:
+        out.write("no datasets configured\n")
+    for row in rows:
+        out.write(f"{row['name']}: {row['status']}\n")
+        out.write(f"  local version:  {row['local_version'] or '-'}\n")
+        out.write(f"  remote version: {row['remote_version'] or '-'}\n")
+        out.write(f"  last sync:      {row['last_sync'] or '-'}   last attempt: {row['last_attempt'] or '-'}\n")
+        if row["files"] is not None:
+            out.write(f"  files: {row['files']}, bytes: {row['bytes']}, in {row['local_dir']} ({row['mode']})\n")
+        if row["error"]:
+            out.write(f"  last error: {row['error']}\n")
+    if problem:
+        out.write(f"hub: not reachable for remote versions: {problem}\n")
+
+
+# ---- health -------------------------------------------------------------------------------------
+
+def record_daemon_start(config: Config) -> None:
+    """The cron daemon notes when it started, so `healthcheck` can apply the grace period."""
+    doc = {"pid": os.getpid(), "started_at": to_iso(utcnow())}
+    try:
+        atomic_write(config.state_dir / DAEMON_FILE, json.dumps(doc).encode())
+    except OSError as exc:
+        log.warning("cannot record the daemon start in %s: %s", config.state_dir, exc.strerror)
+
+
+def daemon_started(config: Config) -> datetime | None:
+    try:
+        doc = json.loads((config.state_dir / DAEMON_FILE).read_text())
+        return from_iso(doc.get("started_at"))
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def health_problem(config: Config, now: datetime | None = None) -> str | None:
+    """None when healthy, else one line saying why not."""
+    missing = config.missing()
+    if missing:
+        return "; ".join(missing)
+    now = now or datetime.now(timezone.utc)
+    state = load_state(config)
+    started = daemon_started(config)
+    for ds in config.datasets:
+        entry = state.get(ds.name, {})
+        status = entry.get("status")
+        if status and status not in OK_STATUSES:
+            return f"{ds.name}: last sync failed ({status}): {entry.get('error') or 'no detail'}"
+        last_ok = from_iso(entry.get("last_ok_at") or entry.get("synced_at"))
+        if last_ok is None:
+            if started is not None and (now - started).total_seconds() > config.health.grace:
+                return f"{ds.name}: never synced successfully since the daemon started at {to_iso(started)}"
+            continue
+        age = (now - last_ok).total_seconds()
+        if age > config.health.max_age:
+            return f"{ds.name}: last successful sync {age / 3600:.1f} h ago (health.max_age {config.health.max_age / 3600:.1f} h)"
+    return None

@@ -1,0 +1,377 @@
+"""One sync run: fetch the hub's list once, then sync each dataset (in parallel, independently)."""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from .config import Config, DatasetConfig
+from .download import PackageDownload, sha256_of
+from .errors import (AuthError, ConfigError, DataHubSyncError, DiskFullError, DownloadError, HubError,
+                     IdentityChanged, InstallError, Interrupted, NotPublishedError, PackageError)
+from .fsutil import free_bytes, is_empty_dir, nearest_existing, remove_tree
+from .hub import HubClient
+from .identity import Identity
+from .install import deletion_share, extract, install_mirror, install_overlay, recover_swap
+from .listing import Listing, RemoteDataset
+from .lock import SyncLock
+from .logs import current_dataset, dataset_logger
+from .package import inspect_package, top_level_folder
+from .plan import is_stale, package_lag, space_needed, sync_reason
+from .progress import human_bytes
+from .result import SyncResult
+from .secrets import redact
+from .state import StateStore
+from .timeutil import from_iso, get_zone, to_iso, utcnow
+
+log = logging.getLogger("datahubsync.sync")
+
+
+class NotReady(DataHubSyncError):
+    """The hub has no (new) package yet; worth waiting for."""
+
+    def __init__(self, message: str, status: str):
+        super().__init__(message)
+        self.status = status
+
+
+def permission_hint(path: Path) -> str:
+    uid, gid = os.getuid(), os.getgid()
+    return (f"{path} is not writable by uid {uid} (gid {gid}); on the host run `chown -R {uid}:{gid} <data folder>` "
+            f"or run the container with `user:` set to the folder's owner")
+
+
+def check_writable(path: Path) -> None:
+    probe = nearest_existing(path)
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise InstallError(permission_hint(probe))
+
+
+class ListingCache:
+    """The list is fetched once per run; waiting datasets share re-reads (at most one per poll interval)."""
+
+    def __init__(self, hub: HubClient):
+        self.hub = hub
+        self._lock = threading.Lock()
+        self._listing: Listing | None = None
+        self._fetched = 0.0
+        self.fetches = 0
+
+    def get(self, max_age: float | None = None) -> Listing:
+        with self._lock:
+            stale = max_age is not None and time.monotonic() - self._fetched >= max_age
+            if self._listing is None or stale:
+                self._listing = self.hub.list_datasets()
+                self._fetched = time.monotonic()
+                self.fetches += 1
+            return self._listing
+
+
+class Workspace:
+    """Where a dataset's download, staging and previous trees live (same filesystem as its data)."""
+
+    def __init__(self, state_dir: Path, ds: DatasetConfig):
+        self.download = state_dir / "downloads" / f"{ds.name}.zip.part"
+        self.kept = state_dir / "packages" / f"{ds.name}.zip"
+        staging, previous = state_dir / "staging" / ds.name, state_dir / "previous" / ds.name
+        target_dev = os.stat(nearest_existing(ds.local_dir.parent)).st_dev
+        state_dev = os.stat(nearest_existing(state_dir)).st_dev
+        if target_dev != state_dev:
+            # a rename cannot cross filesystems: stage beside the data instead
+            staging = ds.local_dir.parent / f".{ds.name}.datahubsync-staging"
+            previous = ds.local_dir.parent / f".{ds.name}.datahubsync-previous"
+        self.staging, self.previous = staging, previous
+
+
+class DatasetSync:
+    """Syncs one dataset; every failure ends as a SyncResult, never as damage to installed data."""
+
+    def __init__(self, run: "SyncRun", ds: DatasetConfig):
+        self.run = run
+        self.config = run.config
+        self.ds = ds
+        self.log = dataset_logger(ds.name)
+        self.store = run.store
+        self.work = Workspace(run.state_dir, ds)
+        self.deadline = time.monotonic() + self.config.sync.package_wait
+
+    # ---- the steps ----------------------------------------------------------------------------
+
+    def sync(self) -> SyncResult:
+        name = self.ds.name
+        if self.ds.mode == "mirror":
+            recover_swap(self.ds.local_dir, self.work.previous)
+        remote = self.run.listing.get().lookup(name)
+        if remote.last_updated is None:
+            raise NotPublishedError(f"the hub has no data for {name!r} (its last_updated is null)")
+        state = self.store.get(name)
+        local_present = not is_empty_dir(self.ds.local_dir)
+        reason = sync_reason(remote, state, local_present=local_present, force=self.run.force)
+        version = to_iso(remote.last_updated)
+        if reason is None:
+            self.log.info("up to date (version %s)", state.get("last_updated"))
+            if not self.run.dry_run:
+                now = to_iso(utcnow())
+                self.store.update(name, status="up_to_date", error=None, attempted_at=now, last_ok_at=now)
+            return SyncResult.ok(name, "up_to_date", version=state.get("last_updated"), files=state.get("files"), bytes=state.get("bytes"))
+        if self.run.dry_run:
+            self.log.info("would sync: %s (hub version %s)", reason, version)
+            return SyncResult.ok(name, "would_sync", version=version)
+        self.log.info("syncing: %s (hub version %s, installed %s)", reason, version, state.get("last_updated") or "none")
+        check_writable(self.ds.local_dir)
+        while True:
+            try:
+                return self._fetch_and_install(remote, state, local_present)
+            except NotReady as exc:
+                remote = self._wait(exc)
+
+    def _wait(self, why: NotReady) -> RemoteDataset:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise why
+        pause = min(self.config.sync.package_poll, left)
+        self.log.info("%s; checking again in %.0fs (waiting up to %.0fs more)", why, pause, left)
+        self.run.hub.wait(pause)
+        return self.run.listing.get(max_age=pause * 0.9).lookup(self.ds.name)
+
+    def _refused_identities(self, remote: RemoteDataset, state: dict, local_present: bool) -> tuple[Identity, ...]:
+        """Packages not worth fetching again: the installed one and a stale one already seen."""
+        if self.run.force or not local_present or remote.sha256:
+            return ()
+        found = [Identity.from_json(state.get(key)) for key in ("identity", "stale_identity")]
+        return tuple(i for i in found if i is not None)
+
+    def _fetch_and_install(self, remote: RemoteDataset, state: dict, local_present: bool) -> SyncResult:
+        name = self.ds.name
+        if not remote.package_ready:
+            raise NotReady(f"the hub is still building the package for {name!r} (package_ready: false)", "package_not_ready")
+        self.work.download.parent.mkdir(parents=True, exist_ok=True)
+        download = PackageDownload(self.run.hub, remote.download_url, self.work.download,
+                                   connections=self.config.hub.connections, logger=self.log,
+                                   expected_size=remote.package_size,
+                                   refuse=self._refused_identities(remote, state, local_present))
+        try:
+            got = download.run()
+        except NotPublishedError:
+            raise NotReady(f"the hub has no package for {name!r} yet (HTTP 404)", "package_not_ready") from None
+        except IdentityChanged as exc:
+            if "already seen" in str(exc):
+                raise NotReady(f"the hub still serves an older package than its list says ({exc})", "stale_package") from None
+            download.discard()
+            raise
+        except DiskFullError:
+            download.discard()
+            raise
+        self.run.transferred += download.progress.transferred if download.progress else 0
+        sha = self._verify(download, remote, got.size)
+        plan = inspect_package(got.path, strip_components=self.ds.strip_components, zone=self.run.zone,
+                               max_ratio=self.config.sync.max_compression_ratio,
+                               max_total=self.config.sync.max_unpacked_size)
+        self._report_shape(remote, plan)
+        installed_time = from_iso(state.get("last_updated"))
+        version_time = remote.last_updated
+        warning = None
+        lag = package_lag(remote, plan.content_time)
+        if is_stale(lag, self.config.sync.stale_package_tolerance):
+            newer = installed_time is None or not local_present or plan.content_time > installed_time
+            if not newer:
+                self.store.update(name, stale_identity=got.identity.to_json())
+                download.discard()
+                raise NotReady(f"the hub's package is older than its list says (content {to_iso(plan.content_time)}, "
+                               f"listed {to_iso(remote.last_updated)}); the hub has not rebuilt it yet", "stale_package")
+            version_time = plan.content_time
+            warning = (f"the package lags the hub's list by {lag}; installed its content time "
+                       f"{to_iso(plan.content_time)} so the next run looks again")
+            self.log.warning(warning)
+        self._check_space(plan.total_bytes)
+        if self.ds.mode == "mirror":
+            self._guard_deletions(plan)
+        try:
+            extract(got.path, plan, self.work.staging, self.run.stop, self.run.zone)
+            if self.ds.mode == "mirror":
+                done = install_mirror(self.work.staging, plan, self.ds.local_dir, self.work.previous)
+            else:
+                done = install_overlay(self.work.staging, plan, self.ds.local_dir)
+        except BaseException:
+            remove_tree(self.work.staging)
+            raise
+        now = to_iso(utcnow())
+        self.store.replace_installed(name, {
+            "last_updated": to_iso(version_time), "sha256": sha, "synced_at": now, "files": done.files,
+            "bytes": done.bytes, "identity": got.identity.to_json(),
+            "package_time": to_iso(plan.content_time) if plan.content_time else None,
+        }, status="success", error=None, attempted_at=now, last_ok_at=now, warning=warning, stale_identity=None)
+        self._keep_or_drop(download)
+        self.log.info("installed version %s: %d files, %s%s", to_iso(version_time), done.files, human_bytes(done.bytes),
+                      f", {done.removed} removed" if done.removed else "")
+        return SyncResult.ok(name, "success", version=to_iso(version_time), files=done.files, bytes=done.bytes, warning=warning)
+
+    def _verify(self, download: PackageDownload, remote: RemoteDataset, size: int) -> str:
+        if remote.package_size is not None and remote.package_size != size and remote.sha256:
+            download.discard()
+            raise DownloadError(f"size mismatch: the hub lists {remote.package_size} bytes, downloaded {size}")
+        sha = sha256_of(download.part, self.run.stop)
+        if remote.sha256 and sha != remote.sha256:
+            download.discard()
+            raise DownloadError(f"SHA-256 mismatch: the hub lists {remote.sha256}, the download is {sha}")
+        return sha
+
+    def _report_shape(self, remote: RemoteDataset, plan) -> None:
+        if remote.file_count is not None and remote.file_count != plan.file_count:
+            self.log.info("the package holds %d files, the hub's folder %d (normal while the hub is packaging)",
+                          plan.file_count, remote.file_count)
+        top = top_level_folder(plan)
+        if top and self.ds.strip_components == 0:
+            self.log.info("every entry sits under %r/; set strip_components: 1 to drop that folder", top)
+
+    def _check_space(self, unpacked: int) -> None:
+        need = space_needed(unpacked)
+        free = free_bytes(self.work.staging.parent)
+        if free < need:
+            raise DiskFullError(f"not enough disk space to unpack: need {human_bytes(need)}, "
+                                f"{human_bytes(free)} free at {nearest_existing(self.work.staging.parent)}")
+
+    def _guard_deletions(self, plan) -> None:
+        deleted, existing = deletion_share(self.ds.local_dir, plan)
+        ratio = self.config.sync.max_delete_ratio
+        if existing and deleted / existing > ratio and not self.run.force:
+            raise InstallError(f"mirror mode would delete {deleted} of {existing} local files "
+                               f"(more than sync.max_delete_ratio {ratio:g}); run with --force if that is intended")
+
+    def _keep_or_drop(self, download: PackageDownload) -> None:
+        if self.config.sync.keep_packages:
+            self.work.kept.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(download.part, self.work.kept)
+        download.discard()
+
+
+FAILURE_STATUS = (
+    (NotReady, None), (NotPublishedError, "not_found"), (AuthError, "error"), (DiskFullError, None),
+    (PackageError, "extract_failed"), (InstallError, "extract_failed"), (DownloadError, "download_failed"),
+    (HubError, "download_failed"),
+)
+
+
+class SyncRun:
+    """Everything one run shares: config, hub connection, the list, the state file, the stop flag."""
+
+    def __init__(self, config: Config, *, state_path: Path | None = None, stop: threading.Event | None = None,
+                 force: bool = False, dry_run: bool = False):
+        missing = config.missing()
+        if missing:
+            raise ConfigError("; ".join(missing))
+        self.config = config
+        self.state_dir = config.state_dir
+        self.state_path = state_path or self.state_dir / "state.json"
+        self.stop = stop or threading.Event()
+        self.force, self.dry_run = force, dry_run
+        self.zone = get_zone(config.hub.timezone)
+        self.transferred = 0
+        self.hub: HubClient | None = None
+        self.listing: ListingCache | None = None
+        self.store: StateStore | None = None
+
+    def _import_candidates(self) -> tuple[Path, ...]:
+        found = [self.state_dir / ".last_sync.json"]
+        if self.config.source is not None:
+            found.append(self.config.source.parent / ".last_sync.json")
+        return tuple(found)
+
+    def execute(self, names: list[str] | None = None) -> list[SyncResult]:
+        datasets = [self.config.dataset(n) for n in names] if names else list(self.config.datasets)
+        if self.dry_run:                      # writes nothing, so it needs no lock either
+            return self._execute(datasets)
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+        except PermissionError:
+            raise InstallError(permission_hint(nearest_existing(self.state_dir))) from None
+        try:
+            with SyncLock(self.state_dir / "lock"):
+                return self._execute(datasets)
+        except PermissionError as exc:
+            raise InstallError(permission_hint(Path(exc.filename or self.state_dir))) from None
+
+    def _execute(self, datasets: list[DatasetConfig]) -> list[SyncResult]:
+        self.store = StateStore(self.state_path, self.zone, self._import_candidates())
+        self.hub = HubClient(self.config.hub, stop=self.stop,
+                             pool_size=max(8, self.config.hub.connections * self.config.sync.parallel + 2))
+        self.listing = ListingCache(self.hub)
+        try:
+            try:
+                self.listing.get()
+            except (HubError, ConfigError) as exc:
+                # a hub that cannot list fails every dataset with the same reason
+                return [self._fail(ds.name, "error", str(exc)) for ds in datasets]
+            workers = min(self.config.sync.parallel, len(datasets)) or 1
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dataset") as pool:
+                return list(pool.map(self._one, datasets))
+        finally:
+            self.hub.close()
+
+    def _one(self, ds: DatasetConfig) -> SyncResult:
+        token = current_dataset.set(ds.name)
+        started = time.monotonic()
+        try:
+            result = self._guarded(ds)
+        finally:
+            current_dataset.reset(token)
+        result.duration = time.monotonic() - started
+        return result
+
+    def _guarded(self, ds: DatasetConfig) -> SyncResult:
+        try:
+            if self.stop.is_set():
+                raise Interrupted("stopped by signal")
+            return DatasetSync(self, ds).sync()
+        except Interrupted as exc:
+            return self._fail(ds.name, "error", f"interrupted: {exc}", interrupted=True)
+        except NotReady as exc:
+            return self._fail(ds.name, exc.status, str(exc))
+        except DiskFullError as exc:
+            self._drop_partial(ds)
+            return self._fail(ds.name, "extract_failed" if "unpack" in str(exc) or "extract" in str(exc) else "download_failed", str(exc))
+        except HubError as exc:
+            status = "not_found" if isinstance(exc, NotPublishedError) or "not published" in str(exc) else "download_failed"
+            if isinstance(exc, AuthError) or "invalid" in str(exc):
+                status = "error"
+            return self._fail(ds.name, status, str(exc))
+        except DataHubSyncError as exc:
+            status = next((s for cls, s in FAILURE_STATUS if isinstance(exc, cls) and s), "error")
+            return self._fail(ds.name, status, str(exc))
+        except OSError as exc:
+            if exc.errno in (28, 122):   # ENOSPC, EDQUOT
+                self._drop_partial(ds)
+                return self._fail(ds.name, "extract_failed", f"disk full: {exc.filename or ''} {exc.strerror}".strip())
+            if isinstance(exc, PermissionError):
+                return self._fail(ds.name, "error", permission_hint(Path(exc.filename or ds.local_dir)))
+            return self._fail(ds.name, "error", f"{exc.strerror or exc}: {exc.filename or ''}".strip(": "))
+        except Exception as exc:        # noqa: BLE001 - one dataset never stops the others
+            log.debug("unexpected error", exc_info=True)
+            return self._fail(ds.name, "error", f"unexpected {type(exc).__name__}: {exc}")
+
+    def _drop_partial(self, ds: DatasetConfig) -> None:
+        """A full disk is left no fuller than before the run."""
+        work = Workspace(self.state_dir, ds)
+        remove_tree(work.staging)
+        for path in (work.download, work.download.with_name(work.download.name + ".json")):
+            remove_tree(path)
+
+    def _fail(self, name: str, status: str, error: str, interrupted: bool = False) -> SyncResult:
+        error = redact(error)
+        self._record_failure(name, status, error)
+        result = SyncResult.failed(name, status, error)
+        result.interrupted = interrupted      # type: ignore[attr-defined]
+        return result
+
+    def _record_failure(self, name: str, status: str, error: str) -> None:
+        if self.dry_run or self.store is None:
+            return
+        try:
+            self.store.update(name, status=status, error=redact(error), attempted_at=to_iso(utcnow()))
+        except OSError as exc:
+            log.error("cannot record the failure in %s: %s", self.store.path, exc.strerror)
+

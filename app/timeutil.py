@@ -1,0 +1,64 @@
+"""Hub timestamps: parsing (ISO 8601, naive local, Unix seconds) and the UTC form kept in state."""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+_DIGITS = re.compile(r"^-?\d+(\.\d+)?$")
+# Python 3.11's fromisoformat accepts most forms; normalise the few it does not (Z, a space separator
+# is fine, fractions longer than 6 digits are cut, ',' as decimal mark).
+_FRACTION = re.compile(r"([.,])(\d+)")
+
+
+def get_zone(name: str) -> tzinfo:
+    if name.upper() == "UTC":
+        return timezone.utc
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {name!r}") from exc
+
+
+def parse_timestamp(value: object, naive_zone: tzinfo = timezone.utc) -> datetime:
+    """Read a hub `last_updated` into an aware UTC datetime; ValueError when unreadable."""
+    if isinstance(value, bool) or value is None:
+        raise ValueError(f"not a timestamp: {value!r}")
+    if isinstance(value, (int, float)):
+        return datetime.fromtimestamp(value, timezone.utc)
+    if not isinstance(value, str):
+        raise ValueError(f"not a timestamp: {value!r}")
+    text = value.strip()
+    if _DIGITS.match(text):
+        return datetime.fromtimestamp(float(text), timezone.utc)
+    normalised = text
+    if normalised.endswith(("Z", "z")):
+        normalised = normalised[:-1] + "+00:00"
+    normalised = _FRACTION.sub(lambda m: "." + m.group(2)[:6].ljust(6, "0"), normalised, count=1)
+    try:
+        parsed = datetime.fromisoformat(normalised)
+    except ValueError:
+        raise ValueError(f"not an ISO 8601 timestamp: {value!r}") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=naive_zone)
+    return parsed.astimezone(timezone.utc)
+
+
+def to_iso(moment: datetime) -> str:
+    """UTC ISO 8601 with a Z, microseconds kept only when present."""
+    moment = moment.astimezone(timezone.utc)
+    text = moment.isoformat(timespec="microseconds" if moment.microsecond else "seconds")
+    return text.replace("+00:00", "Z")
+
+
+def from_iso(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return parse_timestamp(text)
+    except ValueError:
+        return None
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)

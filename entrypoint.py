@@ -1,0 +1,176 @@
+#!/usr/bin/env python3
+"""DataHubSync command line: parse arguments, call the app, map errors to exit codes (nothing else)."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+
+from app import __version__
+from app.errors import ConfigError, DataHubSyncError, ExitCode
+
+log = logging.getLogger("datahubsync")
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:   # usage errors: exit code 2, one line
+        sys.stderr.write(f"datahubsync: error: {message} (see --help)\n")
+        raise SystemExit(int(ExitCode.USAGE))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="datahubsync", description="Keep local copies of data hub datasets up to date.")
+    parser.add_argument("--config", metavar="PATH", help="YAML config file (default: $DATAHUB_CONFIG, else /config/config.yaml)")
+    parser.add_argument("--version", action="version", version=f"datahubsync {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    sync = commands.add_parser("sync", help="sync the configured (or named) datasets once")
+    sync.add_argument("names", nargs="*", metavar="NAME")
+    sync.add_argument("--force", action="store_true", help="download even when up to date")
+    sync.add_argument("--dry-run", action="store_true", help="report what would change; write nothing")
+    cron = commands.add_parser("cron", help="run the crontab forever (the container's default)")
+    cron.add_argument("--crontab", metavar="PATH", help="supercronic-format crontab (default: $DATAHUB_CRONTAB, else schedule.cron)")
+    cron.add_argument("--run-on-start", action="store_true", help="sync once at start")
+    cron.add_argument("--test", action="store_true", help="validate the crontab and exit")
+    commands.add_parser("check", help="pre-flight checks: config, crontab, hub, datasets, targets, disk")
+    status = commands.add_parser("status", help="installed and remote versions per dataset")
+    status.add_argument("--json", action="store_true")
+    commands.add_parser("healthcheck", help="exit 0 when healthy (reads state only; for Docker HEALTHCHECK)")
+    serve = commands.add_parser("serve", help="serve a folder of NAME.zip packages as a hub")
+    serve.add_argument("directory", metavar="DIR")
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--port", type=int, default=8080)
+    return parser
+
+
+def _config(args: argparse.Namespace):
+    from app.config import load_config
+    return load_config(args.config, os.environ)
+
+
+def _setup_logs(config=None) -> None:
+    from app.logs import setup_logging
+    if config is None:
+        setup_logging(os.environ.get("DATAHUB_LOG_LEVEL", "INFO") if os.environ.get("DATAHUB_LOG_LEVEL", "").upper()
+                      in ("DEBUG", "INFO", "WARNING", "ERROR") else "INFO")
+        return
+    base = config.source.parent if config.source else None
+    setup_logging(config.logging.level, config.logging.format, config.logging.file, base)
+    for warning in config.warnings:
+        log.warning(warning)
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    def handler(signum, _frame):
+        log.warning("received %s: stopping at a safe point (partial download kept)", signal.Signals(signum).name)
+        stop.set()
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from app.report import exit_code, log_summary
+    from app.sync import SyncRun
+    config = _config(args)
+    _setup_logs(config)
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    results = SyncRun(config, stop=stop, force=args.force, dry_run=args.dry_run).execute(args.names or None)
+    log_summary(results)
+    if stop.is_set():
+        return ExitCode.TERMINATED
+    return exit_code(results)
+
+
+def cmd_cron(args: argparse.Namespace) -> int:
+    from app.daemon import crontab_source, load_crontab, run_daemon
+    config = _config(args)
+    _setup_logs(config)
+    text, source = crontab_source(args.crontab, os.environ, config)
+    crontab = load_crontab(text, source)
+    if args.test:
+        print("crontab is valid")
+        return ExitCode.OK
+    return run_daemon(config, crontab, config_path=args.config, run_on_start=args.run_on_start)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from app.check import run_check
+    from app.daemon import crontab_source
+    config = _config(args)
+    _setup_logs(config)
+    try:
+        text, source = crontab_source(None, os.environ, config)
+    except ConfigError as exc:
+        text, source = "", str(exc)
+    return run_check(config, sys.stdout, text, source, os.environ)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from app.status import print_status
+    config = _config(args)
+    _setup_logs(config)
+    print_status(config, sys.stdout, args.json)
+    return ExitCode.OK
+
+
+def cmd_healthcheck(args: argparse.Namespace) -> int:
+    from app.status import health_problem
+    config = _config(args)
+    problem = health_problem(config)
+    print(f"unhealthy: {problem}" if problem else "healthy")
+    return ExitCode.FAILED if problem else ExitCode.OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from app.serve import make_server
+    _setup_logs()
+    try:
+        server = make_server(args.directory, args.host, args.port)
+    except (FileNotFoundError, OSError) as exc:
+        raise ConfigError(f"serve: {exc}") from None
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    host, port = server.server_address[:2]
+    log.info("serving %s: listening on http://%s:%d", os.path.abspath(args.directory), host, port)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        stop.set()
+    return ExitCode.OK
+
+
+COMMANDS = {"sync": cmd_sync, "cron": cmd_cron, "check": cmd_check, "status": cmd_status,
+            "healthcheck": cmd_healthcheck, "serve": cmd_serve}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    if not args.command:
+        parser.print_help(sys.stderr)
+        return ExitCode.USAGE
+    try:
+        return int(COMMANDS[args.command](args))
+    except DataHubSyncError as exc:
+        from app.secrets import redact
+        log.debug("error detail", exc_info=True)
+        sys.stderr.write(f"datahubsync: {redact(str(exc))}\n")
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        return ExitCode.TERMINATED
+    except BrokenPipeError:          # `status | head`: the reader left, nothing to report
+        sys.stderr.close()
+        return ExitCode.OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
