@@ -14,6 +14,7 @@ from .hub import HubClient
 from .plan import space_needed
 from .progress import human_bytes
 from .secrets import redact
+from .timeutil import to_iso
 
 
 class Report:
@@ -97,7 +98,7 @@ def _check_dataset(report: Report, ds, listing) -> None:
                 report.fail(f"{ds.name}: the hub has no data for it yet")
             else:
                 ready = "" if remote.package_ready else " (package still being built)"
-                report.ok(f"{ds.name}: published, version {remote.last_updated.isoformat()}{ready}")
+                report.ok(f"{ds.name}: published, version {to_iso(remote.last_updated)}{ready}")
             need = remote.total_size or remote.package_size
             if need:
                 free = free_bytes(ds.local_dir)
