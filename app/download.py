@@ -17,7 +17,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import http.client
+
 import requests
+import urllib3
 
 from .errors import DiskFullError, DownloadError, HubError, IdentityChanged, Interrupted
 from .fsutil import atomic_write
@@ -232,7 +235,12 @@ class PackageDownload:
                     if seg.end >= 0 and seg.pos >= seg.end and not (open_ended and self._absorb_next(seg)):
                         break
                     want = CHUNK if seg.end < 0 else min(CHUNK, seg.end - seg.pos)
-                data = read(want)
+                try:
+                    data = read(want)
+                except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
+                    if self.hub.stop.is_set():
+                        raise Interrupted("stopped by signal") from None
+                    raise DownloadError(f"the connection failed at byte {seg.pos}: {_why(exc)}") from None
                 if not data:
                     if seg.end < 0:                      # unknown length: the body ended, so did the package
                         with self._lock:
@@ -390,7 +398,9 @@ class PackageDownload:
             self.log.info("the package was already downloaded (%s)", self.plan.identity.describe())
             return Downloaded(self.part, self.plan.identity, self.plan.total or 0, reused=True)
         if self.expected_size is not None and self.plan.total is not None and self.plan.total != self.expected_size:
-            self.log.warning("the hub lists package_size %d but serves %d bytes", self.expected_size, self.plan.total)
+            response.close()
+            raise DownloadError(f"size mismatch: the hub lists package_size {self.expected_size} "
+                                f"but serves {self.plan.total} bytes")
         self._plan_segments(first)
         try:
             self._open_part()

@@ -211,7 +211,7 @@ class DatasetSync:
         return SyncResult.ok(name, "success", version=to_iso(version_time), files=done.files, bytes=done.bytes, warning=warning)
 
     def _verify(self, download: PackageDownload, remote: RemoteDataset, size: int) -> str:
-        if remote.package_size is not None and remote.package_size != size and remote.sha256:
+        if remote.package_size is not None and remote.package_size != size:
             download.discard()
             raise DownloadError(f"size mismatch: the hub lists {remote.package_size} bytes, downloaded {size}")
         sha = sha256_of(download.part, self.run.stop)
