@@ -470,10 +470,15 @@ def config_from(obj: Any) -> Config:
 
 def masked(config: Config) -> dict[str, Any]:
     """The effective config for the start-up log, secrets replaced."""
-    out = {name: dataclasses.asdict(getattr(config, name)) for name in SECTIONS}
+    out = {name: {f.name: getattr(getattr(config, name), f.name) for f in dataclasses.fields(SECTIONS[name])}
+           for name in SECTIONS}
     hub = out["hub"]
     if hub["token"]:
         hub["token"] = "***"
     hub["headers"] = {k: "***" for k in config.hub.headers}
+    for section in out.values():
+        for key, value in section.items():
+            if isinstance(value, Path):
+                section[key] = str(value)
     out["datasets"] = [{"name": d.name, "local_dir": str(d.local_dir), "mode": d.mode} for d in config.datasets]
     return out

@@ -18,7 +18,6 @@ from .fsutil import is_empty_dir
 from .status import record_daemon_start
 
 log = logging.getLogger("datahubsync.cron")
-STOP_TIMEOUT = 8.0
 ENTRYPOINT = Path(__file__).resolve().parent.parent / "entrypoint.py"
 
 
@@ -96,16 +95,12 @@ def run_daemon(config: Config, crontab: Crontab, *, config_path: str | None, run
                 log.error("cannot create the state directory %s: %s", config.state_dir, exc.strerror)
         env = job_environment(config, config_path)
         if wants_initial_sync(config, run_on_start):
+            # before the schedule starts, so the first scheduled run never overlaps it
             log.info("running a sync at start (schedule.run_on_start: %s)", "always" if run_on_start else config.schedule.run_on_start)
-            initial = threading.Thread(target=run_job_now, daemon=True, kwargs=dict(
-                command="datahubsync sync", shell=crontab.shell, env={**env, **crontab.env}, logger=log,
-                position="start", stop=stop))
-            initial.start()
-        else:
-            initial = None
-        run_crontab(crontab, stop=stop, logger=log, base_env=env)
-        if initial is not None:
-            initial.join(timeout=STOP_TIMEOUT + 1)
+            run_job_now(command="datahubsync sync", shell=crontab.shell, env={**env, **crontab.env}, logger=log,
+                        position="start", stop=stop)
+        if not stop.is_set():
+            run_crontab(crontab, stop=stop, logger=log, base_env=env)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

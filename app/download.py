@@ -205,7 +205,8 @@ class PackageDownload:
                     os.posix_fallocate(self._fd, 0, total)
             except OSError as exc:
                 if exc.errno == errno.ENOSPC:
-                    raise DiskFullError(f"not enough disk space for the package ({total} bytes) in {self.part.parent}") from None
+                    raise DiskFullError(f"not enough disk space for the package ({total} bytes) in {self.part.parent}",
+                                        "download_failed") from None
                 os.ftruncate(self._fd, total)   # filesystems without fallocate
 
     def _write(self, data: bytes, offset: int) -> None:
@@ -216,7 +217,7 @@ class PackageDownload:
                 view, offset = view[written:], offset + written
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise DiskFullError(f"disk full while writing {self.part}") from None
+                raise DiskFullError(f"disk full while writing {self.part}", "download_failed") from None
             raise
 
     # ---- workers --------------------------------------------------------------------------------

@@ -13,9 +13,13 @@ class ExitCode(IntEnum):
 
 
 class DataHubSyncError(Exception):
-    """Base of every error the program reports as one line."""
+    """Base of every error the program reports as one line.
+
+    `status` is the per-dataset result status (SPEC section 8) when the error ends a dataset's sync.
+    """
 
     exit_code = ExitCode.FAILED
+    status = "error"
 
 
 class ConfigError(DataHubSyncError):
@@ -35,22 +39,33 @@ class Interrupted(DataHubSyncError):
 class HubError(DataHubSyncError):
     """The hub answered badly or not at all."""
 
-    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False):
+    status = "download_failed"
+
+    def __init__(self, message: str, *, http_status: int | None = None, retryable: bool = False):
         super().__init__(message)
-        self.status = status
+        self.http_status = http_status
         self.retryable = retryable
+        self.timed_out = False
 
 
 class AuthError(HubError):
-    pass
+    status = "error"
 
 
 class NotPublishedError(HubError):
     """A package or dataset the hub does not have (yet)."""
 
+    status = "not_found"
+
+
+class InvalidEntry(HubError):
+    """The hub's list entry for a dataset breaks HUB_API section 1."""
+
+    status = "error"
+
 
 class DownloadError(DataHubSyncError):
-    pass
+    status = "download_failed"
 
 
 class IdentityChanged(DownloadError):
@@ -60,10 +75,16 @@ class IdentityChanged(DownloadError):
 class PackageError(DataHubSyncError):
     """The package is unusable: corrupt, hostile or too big."""
 
+    status = "extract_failed"
 
-class DiskFullError(PackageError):
-    pass
+
+class DiskFullError(DataHubSyncError):
+    """Out of space; `status` says whether it struck the download or the extraction."""
+
+    def __init__(self, message: str, status: str = "extract_failed"):
+        super().__init__(message)
+        self.status = status
 
 
 class InstallError(DataHubSyncError):
-    pass
+    status = "extract_failed"

@@ -143,11 +143,11 @@ class HubClient:
                     return response
                 response.close()
                 if status in (401, 403):
-                    raise AuthError(describe_status(status, url), status=status)
+                    raise AuthError(describe_status(status, url), http_status=status)
                 if status == 404:
-                    raise NotPublishedError(f"HTTP 404 for {safe_url(url)}", status=404)
+                    raise NotPublishedError(f"HTTP 404 for {safe_url(url)}", http_status=404)
                 if status not in RETRY_STATUS:
-                    raise HubError(describe_status(status, url), status=status)
+                    raise HubError(describe_status(status, url), http_status=status)
                 problem = describe_status(status, url)
                 retry_after = retry_after_seconds(response.headers.get("Retry-After"))
             if attempt + 1 >= attempts:
@@ -167,7 +167,7 @@ class HubClient:
             response = self.request(url, what="fetching the dataset list")
         except NotPublishedError:
             raise HubError(f"the hub answered 404 for {safe_url(url)}: is hub.url right? "
-                           "(it should be the hub's base URL, without /api/datasets)", status=404) from None
+                           "(it should be the hub's base URL, without /api/datasets)", http_status=404) from None
         try:
             document = json.loads(response.content)
         except ValueError:

@@ -102,22 +102,40 @@ def _count_files(root: Path) -> set[str]:
     return found
 
 
+def _overlay_conflict(target: Path, plan: PackagePlan) -> str | None:
+    """A file the package has where the local tree has a folder, or the reverse (checked before any change)."""
+    checked: set[Path] = set()
+    for folder in plan.dirs:
+        path = target / folder
+        if path.exists() and not path.is_dir():
+            return f"the package has a folder {folder!r} where {path} is a file"
+    for entry in plan.files:
+        dest = target / entry.target
+        if dest.is_dir() and not dest.is_symlink():
+            return f"the package has a file {entry.target!r} where {dest} is a folder"
+        for parent in dest.parents:
+            if parent == target or parent in checked:
+                break
+            checked.add(parent)
+            if parent.exists() and not parent.is_dir():
+                return f"the package puts {entry.target!r} under {parent}, which is a file locally"
+    return None
+
+
 def install_overlay(staging: Path, plan: PackagePlan, target: Path) -> Installed:
     """Each file replaces its local copy atomically; local files the package lacks stay."""
+    conflict = _overlay_conflict(target, plan)
+    if conflict:
+        raise InstallError(f"cannot install: {conflict}; nothing was changed")
     target.mkdir(parents=True, exist_ok=True)
     made: set[Path] = set()
     for folder in plan.dirs:
         (target / folder).mkdir(parents=True, exist_ok=True)
     for entry in plan.files:
         dest = target / entry.target
-        parent = dest.parent
-        if parent not in made:
-            if parent.is_file() or parent.is_symlink():
-                raise InstallError(f"cannot install {entry.target!r}: {parent} exists and is not a folder")
-            parent.mkdir(parents=True, exist_ok=True)
-            made.add(parent)
-        if dest.is_dir() and not dest.is_symlink():
-            raise InstallError(f"cannot install {entry.target!r}: {dest} is a folder locally")
+        if dest.parent not in made:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            made.add(dest.parent)
         os.replace(staging / entry.target, dest)
     for parent in made | {target}:
         fsync_dir(parent)

@@ -7,7 +7,7 @@ from datetime import datetime, tzinfo
 from typing import Any
 from urllib.parse import quote
 
-from .errors import HubError
+from .errors import HubError, InvalidEntry, NotPublishedError
 from .timeutil import parse_timestamp
 
 NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
@@ -33,9 +33,9 @@ class Listing:
 
     def lookup(self, name: str) -> RemoteDataset:
         if name in self.errors:
-            raise HubError(f"the hub's entry for {name!r} is invalid: {self.errors[name]}")
+            raise InvalidEntry(f"the hub's entry for {name!r} is invalid: {self.errors[name]}")
         if name not in self.datasets:
-            raise HubError(f"dataset {name!r} is not published by the hub")
+            raise NotPublishedError(f"dataset {name!r} is not published by the hub")
         return self.datasets[name]
 
 

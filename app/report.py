@@ -36,6 +36,6 @@ def log_summary(results: list[SyncResult]) -> None:
 
 
 def exit_code(results: list[SyncResult]) -> ExitCode:
-    if any(getattr(r, "interrupted", False) for r in results):
+    if any(r.interrupted for r in results):
         return ExitCode.TERMINATED
     return ExitCode.OK if all(r.success for r in results) else ExitCode.FAILED

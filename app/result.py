@@ -19,6 +19,7 @@ class SyncResult:
     bytes: int | None = None
     duration: float = 0.0
     warning: str | None = None
+    interrupted: bool = False       # stopped by a signal, not failed: its state was left as it was
     timestamp: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
 
     def __str__(self) -> str:

@@ -107,7 +107,7 @@ class HubHandler(BaseHTTPRequestHandler):
         match = PACKAGE_PATH.match(path)
         package = self.index.path_of(match.group(1)) if match else None
         if package is None:
-            self._send_error(HTTPStatus.NOT_FOUND, "no such package")
+            self._send_error(HTTPStatus.NOT_FOUND, "no such package", body=body)
             return
         self._send_package(package, body)
 
@@ -121,7 +121,7 @@ class HubHandler(BaseHTTPRequestHandler):
         if body:
             self.wfile.write(data)
 
-    def _send_error(self, status: HTTPStatus, message: str, extra: dict | None = None) -> None:
+    def _send_error(self, status: HTTPStatus, message: str, extra: dict | None = None, body: bool = True) -> None:
         data = json.dumps({"error": message}).encode()
         self.send_response(status)
         for key, value in (extra or {}).items():
@@ -129,13 +129,14 @@ class HubHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        self.wfile.write(data)
+        if body:
+            self.wfile.write(data)
 
     def _send_package(self, path: Path, body: bool) -> None:
         try:
             fh = open(path, "rb")
         except OSError:
-            self._send_error(HTTPStatus.NOT_FOUND, "no such package")
+            self._send_error(HTTPStatus.NOT_FOUND, "no such package", body=body)
             return
         with fh:
             stat = os.fstat(fh.fileno())
@@ -149,7 +150,7 @@ class HubHandler(BaseHTTPRequestHandler):
                 parsed = parse_range(wanted, size)
                 if parsed == "unsatisfiable":
                     self._send_error(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE, "range not satisfiable",
-                                     {"Content-Range": f"bytes */{size}"})
+                                     {"Content-Range": f"bytes */{size}"}, body=body)
                     return
                 if parsed is not None:
                     start, end = parsed

@@ -42,6 +42,14 @@ def parse_state(text: str, zone: tzinfo) -> dict[str, dict[str, Any]]:
     raise ValueError("unrecognised layout")
 
 
+def import_candidates(state_dir: Path, config_source: Path | None) -> tuple[Path, ...]:
+    """Where the original client's .last_sync.json may be: in state_dir, or beside the config file."""
+    found = [state_dir / ".last_sync.json"]
+    if config_source is not None:
+        found.append(config_source.parent / ".last_sync.json")
+    return tuple(found)
+
+
 class StateStore:
     """Thread-safe: datasets sync in parallel and each records its own entry."""
 
@@ -56,6 +64,9 @@ class StateStore:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return self._import(import_candidates)
+        except UnicodeDecodeError:
+            log.warning("state file %s is corrupt (not UTF-8); treating every dataset as never synced", self.path)
+            return {}
         except OSError as exc:
             log.warning("cannot read state file %s (%s); treating every dataset as never synced", self.path, exc.strerror)
             return {}

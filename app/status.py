@@ -14,7 +14,7 @@ from .fsutil import atomic_write
 from .hub import HubClient
 from .result import OK_STATUSES
 from .secrets import redact
-from .state import StateStore
+from .state import StateStore, import_candidates
 from .timeutil import from_iso, get_zone, to_iso, utcnow
 
 log = logging.getLogger("datahubsync.status")
@@ -22,7 +22,8 @@ DAEMON_FILE = "daemon.json"
 
 
 def load_state(config: Config) -> dict[str, dict[str, Any]]:
-    store = StateStore(config.state_dir / "state.json", get_zone(config.hub.timezone))
+    store = StateStore(config.state_dir / "state.json", get_zone(config.hub.timezone),
+                       import_candidates(config.state_dir, config.source))
     return store.datasets
 
 
@@ -112,6 +113,8 @@ def health_problem(config: Config, now: datetime | None = None) -> str | None:
     for ds in config.datasets:
         entry = state.get(ds.name, {})
         status = entry.get("status")
+        if entry.get("imported") and status == "success":
+            continue            # installed by the original client; the first run here records its own times
         if status and status not in OK_STATUSES:
             return f"{ds.name}: last sync failed ({status}): {entry.get('error') or 'no detail'}"
         last_ok = from_iso(entry.get("last_ok_at") or entry.get("synced_at"))

@@ -1,6 +1,7 @@
 """One sync run: fetch the hub's list once, then sync each dataset (in parallel, independently)."""
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -11,8 +12,8 @@ from pathlib import Path
 
 from .config import Config, DatasetConfig
 from .download import PackageDownload, sha256_of
-from .errors import (AuthError, ConfigError, DataHubSyncError, DiskFullError, DownloadError, HubError,
-                     IdentityChanged, InstallError, Interrupted, NotPublishedError, PackageError)
+from .errors import (ConfigError, DataHubSyncError, DiskFullError, DownloadError, HubError, IdentityChanged,
+                     InstallError, Interrupted, NotPublishedError)
 from .fsutil import free_bytes, is_empty_dir, nearest_existing, remove_tree
 from .hub import HubClient
 from .identity import Identity
@@ -25,14 +26,14 @@ from .plan import is_stale, package_lag, space_needed, sync_reason
 from .progress import human_bytes
 from .result import SyncResult
 from .secrets import redact
-from .state import StateStore
+from .state import StateStore, import_candidates
 from .timeutil import from_iso, get_zone, to_iso, utcnow
 
 log = logging.getLogger("datahubsync.sync")
 
 
 class NotReady(DataHubSyncError):
-    """The hub has no (new) package yet; worth waiting for."""
+    """The hub has no (new) package yet; worth waiting for (status package_not_ready or stale_package)."""
 
     def __init__(self, message: str, status: str):
         super().__init__(message)
@@ -249,13 +250,6 @@ class DatasetSync:
         download.discard()
 
 
-FAILURE_STATUS = (
-    (NotReady, None), (NotPublishedError, "not_found"), (AuthError, "error"), (DiskFullError, None),
-    (PackageError, "extract_failed"), (InstallError, "extract_failed"), (DownloadError, "download_failed"),
-    (HubError, "download_failed"),
-)
-
-
 class SyncRun:
     """Everything one run shares: config, hub connection, the list, the state file, the stop flag."""
 
@@ -275,12 +269,6 @@ class SyncRun:
         self.listing: ListingCache | None = None
         self.store: StateStore | None = None
 
-    def _import_candidates(self) -> tuple[Path, ...]:
-        found = [self.state_dir / ".last_sync.json"]
-        if self.config.source is not None:
-            found.append(self.config.source.parent / ".last_sync.json")
-        return tuple(found)
-
     def execute(self, names: list[str] | None = None) -> list[SyncResult]:
         datasets = [self.config.dataset(n) for n in names] if names else list(self.config.datasets)
         if self.dry_run:                      # writes nothing, so it needs no lock either
@@ -296,7 +284,7 @@ class SyncRun:
             raise InstallError(permission_hint(Path(exc.filename or self.state_dir))) from None
 
     def _execute(self, datasets: list[DatasetConfig]) -> list[SyncResult]:
-        self.store = StateStore(self.state_path, self.zone, self._import_candidates())
+        self.store = StateStore(self.state_path, self.zone, import_candidates(self.state_dir, self.config.source))
         self.hub = HubClient(self.config.hub, stop=self.stop,
                              pool_size=max(8, self.config.hub.connections * self.config.sync.parallel + 2))
         self.listing = ListingCache(self.hub)
@@ -328,24 +316,17 @@ class SyncRun:
                 raise Interrupted("stopped by signal")
             return DatasetSync(self, ds).sync()
         except Interrupted as exc:
-            return self._fail(ds.name, "error", f"interrupted: {exc}", interrupted=True)
-        except NotReady as exc:
-            return self._fail(ds.name, exc.status, str(exc))
+            # a stop is not the dataset's failure: its recorded state stays as it was
+            return SyncResult.failed(ds.name, "error", f"interrupted: {exc} (the next run resumes)", interrupted=True)
         except DiskFullError as exc:
             self._drop_partial(ds)
-            return self._fail(ds.name, "extract_failed" if "unpack" in str(exc) or "extract" in str(exc) else "download_failed", str(exc))
-        except HubError as exc:
-            status = "not_found" if isinstance(exc, NotPublishedError) or "not published" in str(exc) else "download_failed"
-            if isinstance(exc, AuthError) or "invalid" in str(exc):
-                status = "error"
-            return self._fail(ds.name, status, str(exc))
+            return self._fail(ds.name, exc.status, str(exc))
         except DataHubSyncError as exc:
-            status = next((s for cls, s in FAILURE_STATUS if isinstance(exc, cls) and s), "error")
-            return self._fail(ds.name, status, str(exc))
+            return self._fail(ds.name, exc.status, str(exc))
         except OSError as exc:
-            if exc.errno in (28, 122):   # ENOSPC, EDQUOT
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 self._drop_partial(ds)
-                return self._fail(ds.name, "extract_failed", f"disk full: {exc.filename or ''} {exc.strerror}".strip())
+                return self._fail(ds.name, "extract_failed", f"disk full: {exc.strerror} {exc.filename or ''}".strip())
             if isinstance(exc, PermissionError):
                 return self._fail(ds.name, "error", permission_hint(Path(exc.filename or ds.local_dir)))
             return self._fail(ds.name, "error", f"{exc.strerror or exc}: {exc.filename or ''}".strip(": "))
@@ -360,12 +341,10 @@ class SyncRun:
         for path in (work.download, work.download.with_name(work.download.name + ".json")):
             remove_tree(path)
 
-    def _fail(self, name: str, status: str, error: str, interrupted: bool = False) -> SyncResult:
+    def _fail(self, name: str, status: str, error: str) -> SyncResult:
         error = redact(error)
         self._record_failure(name, status, error)
-        result = SyncResult.failed(name, status, error)
-        result.interrupted = interrupted      # type: ignore[attr-defined]
-        return result
+        return SyncResult.failed(name, status, error)
 
     def _record_failure(self, name: str, status: str, error: str) -> None:
         if self.dry_run or self.store is None:

@@ -25,12 +25,12 @@ def parse_timestamp(value: object, naive_zone: tzinfo = timezone.utc) -> datetim
     if isinstance(value, bool) or value is None:
         raise ValueError(f"not a timestamp: {value!r}")
     if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(value, timezone.utc)
+        return _from_epoch(value)
     if not isinstance(value, str):
         raise ValueError(f"not a timestamp: {value!r}")
     text = value.strip()
     if _DIGITS.match(text):
-        return datetime.fromtimestamp(float(text), timezone.utc)
+        return _from_epoch(float(text))
     normalised = text
     if normalised.endswith(("Z", "z")):
         normalised = normalised[:-1] + "+00:00"
@@ -42,6 +42,13 @@ def parse_timestamp(value: object, naive_zone: tzinfo = timezone.utc) -> datetim
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=naive_zone)
     return parsed.astimezone(timezone.utc)
+
+
+def _from_epoch(seconds: float) -> datetime:
+    try:
+        return datetime.fromtimestamp(seconds, timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        raise ValueError(f"Unix time out of range: {seconds!r}") from None
 
 
 def to_iso(moment: datetime) -> str:
