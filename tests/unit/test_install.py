@@ -1,0 +1,236 @@
+"""Extraction (CRCs checked) and installation: overlay per file, mirror swap, recovery of a cut swap."""
+from __future__ import annotations
+
+import os
+import threading
+import zipfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from app.errors import Interrupted, PackageError
+from app.install import (deletion_share, extract, install_mirror, install_overlay, recover_swap,
+                         swap_journal)
+from app.package import inspect_package
+from app.timeutil import get_zone
+
+UTC = timezone.utc
+SHANGHAI = get_zone("Asia/Shanghai")
+WHEN = (2025, 2, 4, 20, 16, 2)
+
+
+def make_package(path: Path, files: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED,
+                 when: tuple = WHEN) -> Path:
+    with zipfile.ZipFile(path, "w", compression) as zf:
+        for name, data in files.items():
+            info = zipfile.ZipInfo(name, when)
+            info.compress_type = compression
+            zf.writestr(info, data)
+    return path
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def unpack(package: Path, staging: Path, zone=UTC, strip: int = 0):
+    plan = inspect_package(package, strip_components=strip, zone=zone, max_ratio=1000, max_total=None)
+    extract(package, plan, staging, threading.Event(), zone)
+    return plan
+
+
+def test_extract_then_overlay(tmp_path: Path) -> None:
+    target = tmp_path / "data"
+    (target / "sub").mkdir(parents=True)
+    (target / "a.csv").write_bytes(b"old a")
+    (target / "sub" / "b.csv").write_bytes(b"old b")
+    (target / "local-extra.txt").write_bytes(b"mine")
+    package = make_package(tmp_path / "p.zip", {"a.csv": b"new a", "sub/b.csv": b"new b", "sub/deep/c.csv": b"c"})
+    staging = tmp_path / "staging"
+    plan = unpack(package, staging, SHANGHAI)
+    assert tree(staging) == {"a.csv": b"new a", "sub/b.csv": b"new b", "sub/deep/c.csv": b"c"}
+    assert tree(target)["a.csv"] == b"old a"            # nothing installed yet
+    done = install_overlay(staging, plan, target)
+    assert (done.files, done.bytes, done.removed) == (3, 11, 0)
+    assert tree(target) == {"a.csv": b"new a", "sub/b.csv": b"new b", "sub/deep/c.csv": b"c",
+                            "local-extra.txt": b"mine"}
+    assert not staging.exists()
+    expected = datetime(2025, 2, 4, 12, 16, 2, tzinfo=UTC).timestamp()
+    for name in ("a.csv", "sub/b.csv", "sub/deep/c.csv"):
+        assert (target / name).stat().st_mtime == expected, name
+
+
+def test_overlay_into_a_missing_target_with_empty_folders(tmp_path: Path) -> None:
+    package = make_package(tmp_path / "p.zip", {"empty/": b"", "x/y.csv": b"1"})
+    staging, target = tmp_path / "staging", tmp_path / "new" / "data"
+    plan = unpack(package, staging)
+    install_overlay(staging, plan, target)
+    assert (target / "empty").is_dir()
+    assert tree(target) == {"x/y.csv": b"1"}
+
+
+def test_overlay_replacement_is_a_new_inode(tmp_path: Path) -> None:
+    """os.replace: a reader holding the old file keeps reading the old content."""
+    target = tmp_path / "data"
+    target.mkdir()
+    (target / "a.csv").write_bytes(b"old content")
+    package = make_package(tmp_path / "p.zip", {"a.csv": b"new content"})
+    with open(target / "a.csv", "rb") as reader:
+        staging = tmp_path / "staging"
+        install_overlay(staging, unpack(package, staging), target)
+        assert reader.read() == b"old content"
+    assert (target / "a.csv").read_bytes() == b"new content"
+
+
+def test_strip_components_extracts_below_the_top_folder(tmp_path: Path) -> None:
+    package = make_package(tmp_path / "p.zip", {"top/a.csv": b"1", "top/s/b.csv": b"2"})
+    staging, target = tmp_path / "staging", tmp_path / "data"
+    install_overlay(staging, unpack(package, staging, strip=1), target)
+    assert tree(target) == {"a.csv": b"1", "s/b.csv": b"2"}
+
+
+def corrupt_stored_package(path: Path) -> Path:
+    """A stored ZIP whose b.csv data has one byte flipped: the directory is fine, the CRC is not."""
+    payload = b"this entry will be corrupted " * 20
+    make_package(path, {"a.csv": b"fine a " * 100, "b.csv": payload, "c.csv": b"fine c " * 100},
+                 compression=zipfile.ZIP_STORED)
+    data = bytearray(path.read_bytes())
+    at = data.index(payload) + 40
+    data[at] ^= 0xFF
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_crc_error_raises_and_leaves_the_target_untouched(tmp_path: Path) -> None:
+    target = tmp_path / "data"
+    target.mkdir()
+    (target / "a.csv").write_bytes(b"installed a")
+    (target / "b.csv").write_bytes(b"installed b")
+    before = tree(target)
+    stamps = {p.name: p.stat().st_mtime_ns for p in target.iterdir()}
+    package = corrupt_stored_package(tmp_path / "bad.zip")
+    plan = inspect_package(package, strip_components=0, zone=UTC, max_ratio=1000, max_total=None)
+    with pytest.raises(PackageError, match=r"entry 'b.csv'.*CRC"):
+        extract(package, plan, tmp_path / "staging", threading.Event(), UTC)
+    assert tree(target) == before
+    assert {p.name: p.stat().st_mtime_ns for p in target.iterdir()} == stamps
+
+
+def test_stop_event_interrupts_extraction(tmp_path: Path) -> None:
+    package = make_package(tmp_path / "p.zip", {f"f{i}.csv": b"x" * 100 for i in range(10)})
+    plan = inspect_package(package, strip_components=0, zone=UTC, max_ratio=1000, max_total=None)
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(Interrupted):
+        extract(package, plan, tmp_path / "staging", stop, UTC)
+
+
+def test_deletion_share(tmp_path: Path) -> None:
+    target = tmp_path / "data"
+    (target / "d").mkdir(parents=True)
+    for name in ("a.csv", "b.csv", "d/old.csv"):
+        (target / name).write_bytes(b"old")
+    package = make_package(tmp_path / "p.zip", {"a.csv": b"new", "n.csv": b"new"})
+    plan = inspect_package(package, strip_components=0, zone=UTC, max_ratio=1000, max_total=None)
+    assert deletion_share(target, plan) == (2, 3)
+    assert deletion_share(tmp_path / "absent", plan) == (0, 0)
+
+
+def test_mirror_swaps_in_the_exact_tree(tmp_path: Path) -> None:
+    target, previous = tmp_path / "data", tmp_path / "state" / "previous" / "ds"
+    (target / "d").mkdir(parents=True)
+    old = {"a.csv": b"old a", "b.csv": b"old b", "d/old.csv": b"old d"}
+    for name, data in old.items():
+        (target / name).write_bytes(data)
+    package = make_package(tmp_path / "p.zip", {"a.csv": b"new a", "n/new.csv": b"new n"})
+    staging = tmp_path / "state" / "staging" / "ds"
+    plan = unpack(package, staging)
+    done = install_mirror(staging, plan, target, previous)
+    assert tree(target) == {"a.csv": b"new a", "n/new.csv": b"new n"}
+    assert tree(previous) == old
+    assert (done.files, done.removed) == (2, 2)
+    assert not staging.exists()
+    assert not swap_journal(previous).exists()
+
+
+def test_mirror_twice_keeps_only_the_last_previous(tmp_path: Path) -> None:
+    target, previous = tmp_path / "data", tmp_path / "previous" / "ds"
+    for version in (b"v1", b"v2", b"v3"):
+        package = make_package(tmp_path / "p.zip", {"f.csv": version})
+        staging = tmp_path / "staging"
+        install_mirror(staging, unpack(package, staging), target, previous)
+    assert tree(target) == {"f.csv": b"v3"}
+    assert tree(previous) == {"f.csv": b"v2"}
+
+
+def test_mirror_into_a_missing_target(tmp_path: Path) -> None:
+    target, previous = tmp_path / "new" / "data", tmp_path / "previous" / "ds"
+    package = make_package(tmp_path / "p.zip", {"f.csv": b"1"})
+    staging = tmp_path / "staging"
+    done = install_mirror(staging, unpack(package, staging), target, previous)
+    assert tree(target) == {"f.csv": b"1"}
+    assert done.removed == 0 and not previous.exists()
+
+
+def test_recover_swap_restores_a_half_done_swap(tmp_path: Path) -> None:
+    target, previous = tmp_path / "data", tmp_path / "previous" / "ds"
+    previous.mkdir(parents=True)
+    (previous / "f.csv").write_bytes(b"the old tree")
+    # a crash between `rename(target, previous)` and `rename(staging, target)`
+    swap_journal(previous).write_text(str(target))
+    assert not target.exists()
+    assert recover_swap(target, previous) is True
+    assert tree(target) == {"f.csv": b"the old tree"}
+    assert not previous.exists()
+    assert not swap_journal(previous).exists()
+
+
+def test_recover_swap_after_a_completed_second_rename(tmp_path: Path) -> None:
+    """Journal left but both renames done: the new tree stays, only the journal goes."""
+    target, previous = tmp_path / "data", tmp_path / "previous" / "ds"
+    target.mkdir()
+    (target / "f.csv").write_bytes(b"new")
+    previous.mkdir(parents=True)
+    (previous / "f.csv").write_bytes(b"old")
+    swap_journal(previous).write_text(str(target))
+    assert recover_swap(target, previous) is True
+    assert tree(target) == {"f.csv": b"new"} and tree(previous) == {"f.csv": b"old"}
+    assert not swap_journal(previous).exists()
+
+
+def test_recover_swap_without_a_journal_does_nothing(tmp_path: Path) -> None:
+    target, previous = tmp_path / "data", tmp_path / "previous" / "ds"
+    previous.mkdir(parents=True)
+    assert recover_swap(target, previous) is False
+    assert not target.exists() and previous.is_dir()
+
+
+def test_extraction_restores_entry_times_with_the_zone(tmp_path: Path) -> None:
+    package = make_package(tmp_path / "p.zip", {"a.csv": b"1"}, when=(2026, 11, 28, 16, 30, 0))
+    staging = tmp_path / "staging"
+    unpack(package, staging, SHANGHAI)
+    assert os.stat(staging / "a.csv").st_mtime == datetime(2026, 11, 28, 8, 30, tzinfo=UTC).timestamp()
+
+
+@pytest.mark.parametrize("local_kind", ["folder-where-package-has-a-file", "file-where-package-has-a-folder"])
+def test_overlay_conflict_changes_nothing(tmp_path: Path, local_kind: str) -> None:
+    """A local path that cannot take the package's entry fails the install before any file is replaced
+    (SPEC section 5: a failure at any step leaves the installed data as it was)."""
+    target = tmp_path / "data"
+    target.mkdir()
+    (target / "a.csv").write_bytes(b"installed a")
+    if local_kind == "folder-where-package-has-a-file":
+        (target / "z").mkdir()
+        (target / "z" / "inner.csv").write_bytes(b"local")
+        files = {"a.csv": b"new a", "z": b"a file now"}
+    else:
+        (target / "z").write_bytes(b"a local file")
+        files = {"a.csv": b"new a", "z/inner.csv": b"in a folder now"}
+    before = tree(target)
+    package = make_package(tmp_path / "p.zip", files)
+    staging = tmp_path / "staging"
+    plan = unpack(package, staging)
+    with pytest.raises(Exception, match="cannot install"):
+        install_overlay(staging, plan, target)
+    assert tree(target) == before

@@ -1,0 +1,224 @@
+"""`healthcheck` (state only) and `status` (state + the hub's versions)."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import threading
+import zipfile
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+import entrypoint
+from app.config import Config, build_config
+from app.serve import make_server
+from app.state import StateStore
+from app.status import daemon_started, health_problem, print_status, record_daemon_start, status_rows
+from app.timeutil import to_iso
+
+UTC = timezone.utc
+NOW = datetime(2026, 11, 28, 9, 0, 0, tzinfo=UTC)
+
+
+def config(tmp_path: Path, url: str | None = "http://127.0.0.1:9", datasets: list | None = None,
+           **health: float) -> Config:
+    data = {"hub": {"url": url}, "datasets": ["ds"] if datasets is None else datasets,
+            "sync": {"data_root": str(tmp_path / "data")}}
+    if health:
+        data["health"] = health
+    return build_config(data)
+
+
+def write_state(cfg: Config, datasets: dict) -> None:
+    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    (cfg.state_dir / "state.json").write_text(json.dumps({"version": 1, "datasets": datasets}))
+
+
+def write_daemon(cfg: Config, started: datetime) -> None:
+    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    (cfg.state_dir / "daemon.json").write_text(json.dumps({"pid": 1, "started_at": to_iso(started)}))
+
+
+def ok_entry(synced: datetime) -> dict:
+    return {"status": "success", "last_updated": "2026-11-28T08:00:00Z", "synced_at": to_iso(synced),
+            "files": 3, "bytes": 30}
+
+
+def test_missing_hub_url(tmp_path: Path) -> None:
+    problem = health_problem(config(tmp_path, url=None), NOW)
+    assert problem and "hub.url is not set" in problem and "DATAHUB_URL" in problem
+
+
+def test_no_datasets(tmp_path: Path) -> None:
+    problem = health_problem(config(tmp_path, datasets=[]), NOW)
+    assert problem and "no datasets configured" in problem
+
+
+def test_failed_last_attempt(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    entry = ok_entry(NOW - timedelta(hours=1))
+    entry.update(status="download_failed", error="HTTP 503 from http://127.0.0.1:9/package/ds.zip")
+    write_state(cfg, {"ds": entry})
+    problem = health_problem(cfg, NOW)
+    assert problem == "ds: last sync failed (download_failed): HTTP 503 from http://127.0.0.1:9/package/ds.zip"
+
+
+def test_too_old_last_success(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    write_state(cfg, {"ds": ok_entry(NOW - timedelta(hours=27))})
+    problem = health_problem(cfg, NOW)
+    assert problem and problem.startswith("ds: last successful sync 27.0 h ago") and "26.0 h" in problem
+
+
+def test_max_age_is_configurable(tmp_path: Path) -> None:
+    cfg = config(tmp_path, max_age=3600)
+    write_state(cfg, {"ds": ok_entry(NOW - timedelta(hours=2))})
+    assert health_problem(cfg, NOW) is not None
+    cfg = config(tmp_path, max_age=3 * 3600)
+    assert health_problem(cfg, NOW) is None
+
+
+def test_up_to_date_run_refreshes_health(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    entry = ok_entry(NOW - timedelta(days=3))
+    entry.update(status="up_to_date", last_ok_at=to_iso(NOW - timedelta(hours=1)))
+    write_state(cfg, {"ds": entry})
+    assert health_problem(cfg, NOW) is None
+
+
+def test_never_succeeded_after_the_grace_period(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    write_daemon(cfg, NOW - timedelta(hours=2))
+    problem = health_problem(cfg, NOW)
+    assert problem and problem.startswith("ds: never synced successfully since the daemon started")
+
+
+def test_never_succeeded_within_the_grace_period(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    write_daemon(cfg, NOW - timedelta(minutes=10))
+    assert health_problem(cfg, NOW) is None
+
+
+def test_never_succeeded_without_a_daemon(tmp_path: Path) -> None:
+    assert health_problem(config(tmp_path), NOW) is None
+
+
+def test_healthy(tmp_path: Path) -> None:
+    cfg = config(tmp_path, datasets=["a", "b"])
+    write_state(cfg, {"a": ok_entry(NOW - timedelta(hours=1)), "b": ok_entry(NOW - timedelta(hours=20))})
+    write_daemon(cfg, NOW - timedelta(days=5))
+    assert health_problem(cfg, NOW) is None
+
+
+def test_one_unhealthy_dataset_among_healthy_ones(tmp_path: Path) -> None:
+    cfg = config(tmp_path, datasets=["a", "b"])
+    write_state(cfg, {"a": ok_entry(NOW - timedelta(hours=1)),
+                      "b": {"status": "stale_package", "error": "the package lags 20 h"}})
+    assert health_problem(cfg, NOW).startswith("b: last sync failed (stale_package)")
+
+
+def test_imported_original_state_counts_as_a_success(tmp_path: Path) -> None:
+    """A server switched from the original client has its versions imported (SPEC section 4): its data is
+    there and synced, so the daemon's grace period must not turn it unhealthy before the first scheduled run."""
+    cfg = config(tmp_path)
+    cfg.state_dir.mkdir(parents=True)
+    (cfg.state_dir / ".last_sync.json").write_text(json.dumps({"ds": "2026-11-28T08:00:00"}))
+    StateStore(cfg.state_dir / "state.json", UTC, (cfg.state_dir / ".last_sync.json",)).update("ds", note="imported")
+    write_daemon(cfg, NOW - timedelta(hours=2))
+    assert health_problem(cfg, NOW) is None
+
+
+def test_corrupt_state_does_not_crash_health(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    cfg.state_dir.mkdir(parents=True)
+    (cfg.state_dir / "state.json").write_text("{broken")
+    assert health_problem(cfg, NOW) is None
+
+
+def test_record_daemon_start(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    cfg.state_dir.mkdir(parents=True)
+    record_daemon_start(cfg)
+    started = daemon_started(cfg)
+    assert started is not None and abs((datetime.now(UTC) - started).total_seconds()) < 60
+    assert json.loads((cfg.state_dir / "daemon.json").read_text())["pid"] == os.getpid()
+
+
+@pytest.fixture
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("DATAHUB"):
+            monkeypatch.delenv(name)
+
+
+def test_healthcheck_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clean_environ: None,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("DATAHUB_DATA_ROOT", str(tmp_path / "data"))
+    assert entrypoint.main(["healthcheck"]) == 1
+    assert capsys.readouterr().out.startswith("unhealthy: hub.url is not set")
+    monkeypatch.setenv("DATAHUB_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("DATAHUB_DATASETS", "ds")
+    cfg = config(tmp_path)
+    write_state(cfg, {"ds": ok_entry(datetime.now(UTC) - timedelta(minutes=5))})
+    assert entrypoint.main(["healthcheck"]) == 0
+    assert capsys.readouterr().out.strip() == "healthy"
+    write_state(cfg, {"ds": {"status": "error", "error": "boom"}})
+    assert entrypoint.main(["healthcheck"]) == 1
+    out = capsys.readouterr().out.strip()
+    assert out == "unhealthy: ds: last sync failed (error): boom"
+
+
+# ---- status -------------------------------------------------------------------------------------
+
+@pytest.fixture
+def hub_url(tmp_path: Path) -> Iterator[str]:
+    folder = tmp_path / "served"
+    folder.mkdir()
+    with zipfile.ZipFile(folder / "ds.zip", "w") as zf:
+        zf.writestr("a.csv", "1")
+    stamp = datetime(2026, 11, 28, 8, 30, tzinfo=UTC).timestamp()
+    os.utime(folder / "ds.zip", (stamp, stamp))
+    server = make_server(folder, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def test_status_shows_local_and_remote_versions(tmp_path: Path, hub_url: str) -> None:
+    cfg = config(tmp_path, url=hub_url, datasets=["ds", "other"])
+    write_state(cfg, {"ds": ok_entry(NOW)})
+    rows, problem = status_rows(cfg)
+    assert problem is None
+    assert rows[0]["local_version"] == "2026-11-28T08:00:00Z"
+    assert rows[0]["remote_version"] == "2026-11-28T08:30:00Z"
+    assert rows[0]["status"] == "success" and rows[0]["files"] == 3
+    assert rows[1]["status"] == "never_synced" and rows[1]["remote_version"] is None
+    out = io.StringIO()
+    print_status(cfg, out, as_json=False)
+    text = out.getvalue()
+    assert "ds: success" in text and "remote version: 2026-11-28T08:30:00Z" in text
+    assert "other: never_synced" in text
+
+
+def test_status_json_with_the_hub_down(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    cfg = build_config({"hub": {"url": dead, "connect_timeout": 1}, "datasets": ["ds"],
+                        "sync": {"data_root": str(tmp_path / "data")}})
+    write_state(cfg, {"ds": dict(ok_entry(NOW), error=None)})
+    out = io.StringIO()
+    print_status(cfg, out, as_json=True)
+    document = json.loads(out.getvalue())
+    assert document["datasets"][0]["local_version"] == "2026-11-28T08:00:00Z"
+    assert document["datasets"][0]["remote_version"] is None
+    assert "cannot reach the hub" in document["hub_error"]

@@ -1,0 +1,110 @@
+"""Hub timestamps: every form HUB_API section 1 allows, read as exact UTC instants."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from app.timeutil import from_iso, get_zone, parse_timestamp, to_iso
+
+UTC = timezone.utc
+SHANGHAI = get_zone("Asia/Shanghai")
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("2026-11-28T08:30:00Z", utc(2026, 11, 28, 8, 30)),
+    ("2026-11-28T08:30:00z", utc(2026, 11, 28, 8, 30)),
+    ("2026-11-28T16:30:00+08:00", utc(2026, 11, 28, 8, 30)),
+    ("2026-11-28T03:30:00-05:00", utc(2026, 11, 28, 8, 30)),
+    ("2026-11-28T08:30:00.118Z", utc(2026, 11, 28, 8, 30, 0, 118000)),
+    ("2026-11-28 08:30:00", utc(2026, 11, 28, 8, 30)),
+    ("2026-11-28T08:30:00.123456789Z", utc(2026, 11, 28, 8, 30, 0, 123456)),
+    ("2026-11-28T08:30:00,5Z", utc(2026, 11, 28, 8, 30, 0, 500000)),
+    ("  2026-11-28T08:30:00Z  ", utc(2026, 11, 28, 8, 30)),
+])
+def test_iso_forms(text: str, expected: datetime) -> None:
+    parsed = parse_timestamp(text)
+    assert parsed == expected
+    assert parsed.utcoffset() == timedelta(0)
+
+
+def test_naive_time_is_read_in_the_given_zone() -> None:
+    # the original hub: naive local time at +08:00, with microseconds
+    parsed = parse_timestamp("2025-02-04T20:16:03.118000", SHANGHAI)
+    assert parsed == utc(2025, 2, 4, 12, 16, 3, 118000)
+    assert parse_timestamp("2025-02-04 20:16:03", SHANGHAI) == utc(2025, 2, 4, 12, 16, 3)
+    # without a zone a naive time is UTC
+    assert parse_timestamp("2025-02-04T20:16:03") == utc(2025, 2, 4, 20, 16, 3)
+
+
+def test_explicit_offset_wins_over_the_zone() -> None:
+    assert parse_timestamp("2025-02-04T20:16:03Z", SHANGHAI) == utc(2025, 2, 4, 20, 16, 3)
+
+
+def test_zone_with_daylight_saving() -> None:
+    new_york = get_zone("America/New_York")
+    assert parse_timestamp("2026-07-01 12:00:00", new_york) == utc(2026, 7, 1, 16)
+    assert parse_timestamp("2026-12-01 12:00:00", new_york) == utc(2026, 12, 1, 17)
+
+
+@pytest.mark.parametrize("value", [1795854600, 1795854600.0, "1795854600", " 1795854600 "])
+def test_unix_seconds(value: object) -> None:
+    assert parse_timestamp(value, SHANGHAI) == utc(2026, 11, 28, 8, 30)
+
+
+def test_unix_seconds_with_fraction() -> None:
+    assert parse_timestamp("1795854600.25") == utc(2026, 11, 28, 8, 30, 0, 250000)
+
+
+@pytest.mark.parametrize("value", ["yesterday", "", "2026-13-01T00:00:00", "2026-11-28T25:00:00",
+                                   "28/11/2026 08:30", None, True, [], {"t": 1}])
+def test_garbage_is_a_value_error(value: object) -> None:
+    with pytest.raises(ValueError):
+        parse_timestamp(value)
+
+
+def test_to_iso_uses_z_and_keeps_microseconds() -> None:
+    moment = utc(2025, 2, 4, 12, 16, 3, 118000)
+    assert to_iso(moment) == "2025-02-04T12:16:03.118000Z"
+    assert parse_timestamp(to_iso(moment)) == moment
+    assert to_iso(utc(2026, 11, 28, 8, 30)) == "2026-11-28T08:30:00Z"
+
+
+def test_to_iso_converts_other_zones_to_utc() -> None:
+    local = datetime(2025, 2, 4, 20, 16, 3, 1, tzinfo=SHANGHAI)
+    assert to_iso(local) == "2025-02-04T12:16:03.000001Z"
+    assert parse_timestamp(to_iso(local)) == local
+
+
+def test_round_trip_at_full_precision() -> None:
+    for micro in (0, 1, 999999, 118000):
+        moment = utc(2026, 1, 2, 3, 4, 5, micro)
+        assert from_iso(to_iso(moment)) == moment
+
+
+def test_from_iso_is_lenient() -> None:
+    assert from_iso(None) is None
+    assert from_iso("") is None
+    assert from_iso("not a time") is None
+    assert from_iso("2026-11-28T08:30:00Z") == utc(2026, 11, 28, 8, 30)
+
+
+def test_get_zone() -> None:
+    assert get_zone("UTC") is UTC
+    assert get_zone("utc") is UTC
+    assert get_zone("Asia/Shanghai").utcoffset(datetime(2026, 1, 1)) == timedelta(hours=8)
+    with pytest.raises(ValueError, match="Mars/Base"):
+        get_zone("Mars/Base")
+    with pytest.raises(ValueError):
+        get_zone("../../etc/passwd")
+
+
+@pytest.mark.parametrize("value", [10**20, float("inf"), "99999999999999999999", 1732780800000000000, 1732780800000])
+def test_out_of_range_epoch_is_a_value_error(value: object) -> None:
+    """A hub sending milli/nanoseconds or junk digits: unreadable, reported as ValueError like any other."""
+    with pytest.raises(ValueError):
+        parse_timestamp(value)
