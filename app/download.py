@@ -1,13 +1,15 @@
 """Resumable, segmented, verified package download into <state_dir>/downloads/NAME.zip.part.
 
-The part file sits beside a small JSON record (identity, total, segments with their progress), so a
-later attempt or run resumes into the same package only, and a server that gives no parallelism (the
-original hub serves one request at a time) is read as one stream.
+The part file sits beside a small JSON record (identity, total, each segment's progress), so a
+later attempt or run resumes into the same package only. Every request is a closed byte range, so
+nothing is fetched twice; a server that gives no parallelism (the original hub serves one request
+at a time) is detected and read as one stream.
 """
 from __future__ import annotations
 
 import errno
 import hashlib
+import http.client
 import json
 import logging
 import os
@@ -17,22 +19,20 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import http.client
-
 import requests
 import urllib3
 
 from .errors import DiskFullError, DownloadError, HubError, IdentityChanged, Interrupted
-from .fsutil import atomic_write
 from .hub import HubClient
 from .identity import Identity, parse_content_range
 from .progress import Progress
 
 CHUNK = 1 << 20
-SEGMENT_MIN = 8 << 20          # below 2 x this a package is fetched as one stream
-SPLIT_MIN = 4 << 20            # an active segment with less left than 2 x this is not split
-SECONDARY_WAIT = 15.0          # seconds a secondary request may wait for headers before we assume no parallelism
-META_EVERY = 1.0
+FIRST_RANGE = 16 << 20         # the first request asks for this much: small packages need no second one
+SEGMENT_MIN = 8 << 20          # no segment is planned smaller than this
+SPLIT_MIN = 8 << 20            # a running segment is split only when both halves get at least this
+SECONDARY_WAIT = 10.0          # seconds a parallel request may wait for its answer while another streams
+META_EVERY = 0.25              # seconds between progress records (they cost no fsync)
 
 log = logging.getLogger("datahubsync.download")
 
@@ -40,11 +40,9 @@ log = logging.getLogger("datahubsync.download")
 @dataclass
 class Segment:
     start: int
-    end: int            # exclusive; may shrink when another worker takes over its tail
+    end: int            # exclusive; -1 while the length is unknown; shrinks when another worker takes the tail
     pos: int
     busy: bool = False
-    started: bool = False      # a secondary worker got its 206 and streams into it
-    cancelled: bool = False    # absorbed by the open-ended stream before its own request answered
 
     @property
     def left(self) -> int:
@@ -65,6 +63,10 @@ class _Plan:
     total: int | None = None
     ranges: bool = False
     segments: list[Segment] = field(default_factory=list)
+
+
+class _NoParallelism(Exception):
+    pass
 
 
 class PackageDownload:
@@ -88,9 +90,8 @@ class PackageDownload:
         self._active: set[requests.Response] = set()
         self._error: BaseException | None = None
         self.progress: Progress | None = None
-        self.requests_made = 0
 
-    # ---- metadata -------------------------------------------------------------------------------
+    # ---- the record beside the part file ------------------------------------------------------
 
     def _load_meta(self) -> _Plan | None:
         try:
@@ -100,24 +101,25 @@ class PackageDownload:
             size = self.part.stat().st_size
         except (OSError, ValueError, KeyError, TypeError):
             return None
-        if data.get("url") != self.url or identity is None:
+        if data.get("url") != self.url or identity is None or not data.get("total"):
             return None
-        total = data.get("total")
-        if total is not None and size < max((s.pos for s in segments), default=0):
+        if size < max((s.pos for s in segments), default=0):
             return None
-        return _Plan(identity, total, bool(data.get("ranges")), segments)
+        return _Plan(identity, int(data["total"]), bool(data.get("ranges")), segments)
 
     def _save_meta(self, force: bool = False) -> None:
+        """Called with the lock held. No fsync: the data it describes is not fsynced either, and
+        a package that lost bytes in a power cut fails its CRC or SHA-256 checks."""
         now = time.monotonic()
-        if not force and now - self._meta_written < META_EVERY:
+        if (not force and now - self._meta_written < META_EVERY) or self.plan.identity is None:
             return
         self._meta_written = now
         plan = self.plan
-        if plan.identity is None:
-            return
         document = {"url": self.url, "identity": plan.identity.to_json(), "total": plan.total, "ranges": plan.ranges,
                     "segments": [[s.start, s.end, s.pos] for s in plan.segments]}
-        atomic_write(self.meta_path, json.dumps(document).encode())
+        tmp = self.meta_path.with_name(self.meta_path.name + ".tmp")
+        tmp.write_text(json.dumps(document))
+        os.replace(tmp, self.meta_path)
 
     def discard(self) -> None:
         for path in (self.part, self.meta_path):
@@ -132,17 +134,16 @@ class PackageDownload:
 
     def complete(self) -> bool:
         plan = self.plan
-        return bool(plan.segments) and plan.total is not None and all(s.pos >= s.end for s in plan.segments) \
+        return bool(plan.segments) and plan.total is not None and all(s.pos >= s.end >= 0 for s in plan.segments) \
             and sum(s.end - s.start for s in plan.segments) == plan.total
 
     # ---- requests -------------------------------------------------------------------------------
 
-    def _get(self, start: int, end: int | None, *, wait: float | None = None,
-             if_range: str | None = None, retries: int | None = None) -> requests.Response:
+    def _get(self, start: int, end: int | None, *, wait: float | None = None, if_range: str | None = None,
+             retries: int | None = None) -> requests.Response:
         headers = {"Range": f"bytes={start}-{'' if end is None else end - 1}", "Accept-Encoding": "identity"}
         if if_range:
             headers["If-Range"] = if_range
-        self.requests_made += 1
         return self.hub.request(self.url, headers=headers, stream=True, ok=(200, 206, 416),
                                 what="downloading the package", read_timeout=wait, retries=retries)
 
@@ -150,6 +151,7 @@ class PackageDownload:
         if response.status_code == 206:
             content_range = parse_content_range(response.headers.get("Content-Range"))
             if content_range is None:
+                response.close()
                 raise DownloadError(f"the hub answered 206 without a usable Content-Range ({response.headers.get('Content-Range')!r})")
             total = content_range[2]
             return Identity.from_headers(response.headers, total), total, True
@@ -157,41 +159,65 @@ class PackageDownload:
         total = int(length) if length and length.isdigit() else None
         return Identity.from_headers(response.headers, total), total, False
 
+    def _same_package(self, response: requests.Response) -> bool:
+        """A 206 of the package we are writing (HUB_API section 2: checked on every answer)."""
+        identity, total, _ = self._identity_of(response)
+        return response.status_code == 206 and identity.same(self.plan.identity) and total == self.plan.total
+
     def _check_refused(self, identity: Identity, response: requests.Response) -> None:
         for bad in self.refuse:
             if identity.same(bad):
                 response.close()
                 raise IdentityChanged(f"the hub still serves the package already seen ({identity.describe()})")
 
-    def _open_first(self) -> tuple[requests.Response, Segment]:
+    def _open_first(self) -> tuple[requests.Response | None, Segment | None]:
         """The first request: resume when the part file belongs to the package the hub serves now."""
         saved = self._load_meta()
         if saved is not None and saved.segments:
+            self.plan = saved
             first = next((s for s in saved.segments if s.pos < s.end), None)
-            start = first.pos if first else 0
-            response = self._get(start, None, if_range=saved.identity.if_range() if saved.ranges else None)
-            identity, total, ranged = self._identity_of(response)
-            if response.status_code == 206 and ranged and identity.same(saved.identity) and total == saved.total:
-                self.plan = saved
-                self._check_refused(identity, response)
-                if first is None:        # the part file was already complete
+            probe = first or Segment(0, 1, 0)      # complete already: a one-byte probe checks it is still current
+            response = self._get(probe.pos, probe.end, if_range=saved.identity.if_range())
+            if self._same_package(response):
+                self._check_refused(saved.identity, response)
+                if first is None:
                     response.close()
-                    return response, None  # type: ignore[return-value]
-                self.log.info("resuming the download at %d of %d bytes (%s)", self.done_bytes, total, identity.describe())
+                    return None, None
+                self.log.info("resuming the download at %d of %d bytes (%s)", self.done_bytes, saved.total,
+                              saved.identity.describe())
                 return response, first
             response.close()
-            reason = "the hub no longer serves that package" if response.status_code != 416 else "the hub refused the range (416)"
+            reason = "the hub refused the range (416)" if response.status_code == 416 else "the hub serves another package now"
             self.log.info("discarding the partial download: %s", reason)
             self.discard()
-        response = self._get(0, None)
+        first_end = None if self.connections == 1 else FIRST_RANGE
+        response = self._get(0, first_end)
+        if response.status_code == 416 and first_end is not None:
+            # strict servers (the original hub) refuse a range reaching past the end: it tells the size
+            size = _unsatisfied_size(response.headers.get("Content-Range"))
+            response.close()
+            if size:
+                first_end = min(size, FIRST_RANGE)
+                response = self._get(0, first_end)
         if response.status_code == 416:
             response.close()
-            raise DownloadError("the hub answered 416 to a request for the whole package (empty package?)")
+            raise DownloadError("the hub answered 416 to a request for the start of the package (empty package?)")
         identity, total, ranged = self._identity_of(response)
         self._check_refused(identity, response)
-        self.plan = _Plan(identity, total, ranged and total is not None,
-                          [Segment(0, total if total is not None else -1, 0)])
+        if ranged and total is not None:
+            end = total if first_end is None else min(first_end, total)
+            self.plan = _Plan(identity, total, True, [Segment(0, end, 0)])
+            if end < total:
+                self._plan_rest(end, total)
+        else:
+            self.plan = _Plan(identity, total, False, [Segment(0, total if total is not None else -1, 0)])
         return response, self.plan.segments[0]
+
+    def _plan_rest(self, start: int, total: int) -> None:
+        count = max(1, min(self.connections, (total - start) // SEGMENT_MIN))
+        size = (total - start) // count
+        bounds = [start + i * size for i in range(count)] + [total]
+        self.plan.segments += [Segment(bounds[i], bounds[i + 1], bounds[i]) for i in range(count)]
 
     # ---- the part file --------------------------------------------------------------------------
 
@@ -204,7 +230,7 @@ class PackageDownload:
                 if os.fstat(self._fd).st_size < total:
                     os.posix_fallocate(self._fd, 0, total)
             except OSError as exc:
-                if exc.errno == errno.ENOSPC:
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                     raise DiskFullError(f"not enough disk space for the package ({total} bytes) in {self.part.parent}",
                                         "download_failed") from None
                 os.ftruncate(self._fd, total)   # filesystems without fallocate
@@ -220,21 +246,20 @@ class PackageDownload:
                 raise DiskFullError(f"disk full while writing {self.part}", "download_failed") from None
             raise
 
-    # ---- workers --------------------------------------------------------------------------------
+    # ---- moving bytes -----------------------------------------------------------------------------
 
-    def _stream(self, response: requests.Response, seg: Segment, open_ended: bool) -> None:
+    def _stream(self, response: requests.Response, seg: Segment, absorb: bool = False) -> None:
         """Copy a response into the part file from seg.pos until the segment ends."""
         with self._lock:
             self._active.add(response)
         try:
-            raw = response.raw
-            read = getattr(raw, "read1", None) or raw.read
+            read = getattr(response.raw, "read1", None) or response.raw.read
             while True:
                 if self.hub.stop.is_set():
                     raise Interrupted("stopped by signal")
                 with self._lock:
-                    if seg.end >= 0 and seg.pos >= seg.end and not (open_ended and self._absorb_next(seg)):
-                        break
+                    if 0 <= seg.end <= seg.pos and not (absorb and self._absorb_next(seg)):
+                        return
                     want = CHUNK if seg.end < 0 else min(CHUNK, seg.end - seg.pos)
                 try:
                     data = read(want)
@@ -244,15 +269,11 @@ class PackageDownload:
                     raise DownloadError(f"the connection failed at byte {seg.pos}: {_why(exc)}") from None
                 if not data:
                     if seg.end < 0:                      # unknown length: the body ended, so did the package
-                        with self._lock:
-                            seg.end = seg.pos
-                            self.plan.total = seg.pos
-                            self.plan.identity = Identity(**{**self.plan.identity.to_json(), "total": seg.pos})
-                        break
+                        self._learn_total(seg)
+                        return
                     raise DownloadError(f"the connection closed early at byte {seg.pos}")
                 with self._lock:
-                    # the tail may have been taken by another worker meanwhile
-                    if seg.end >= 0:
+                    if seg.end >= 0:                     # the tail may have been taken by another worker
                         data = data[: max(0, seg.end - seg.pos)]
                     offset = seg.pos
                 self._write(data, offset)
@@ -266,95 +287,97 @@ class PackageDownload:
                 self._active.discard(response)
             response.close()
 
+    def _learn_total(self, seg: Segment) -> None:
+        with self._lock:
+            seg.end = seg.pos
+            self.plan.total = seg.pos
+            self.plan.identity = Identity(**{**self.plan.identity.to_json(), "total": seg.pos})
+
     def _absorb_next(self, seg: Segment) -> bool:
-        """An open-ended stream continues into the next segment if nobody has started it (lock held)."""
+        """An open-ended stream continues into the next segment when nobody works on it (lock held)."""
         segments = self.plan.segments
         index = segments.index(seg)
         if index + 1 >= len(segments):
             return False
         nxt = segments[index + 1]
-        if nxt.started or nxt.pos != nxt.start or nxt.start != seg.end:
+        if nxt.busy or nxt.start != seg.end:
             return False
-        if nxt.busy:
-            # its request is still waiting for an answer: the server is busy with ours
-            nxt.cancelled = True
-            self._parallel_ok = False
+        if nxt.pos != nxt.start:                     # partly done (a resume): stop where it starts
+            return False
         seg.end = nxt.end
         segments.pop(index + 1)
         return True
 
-    def _claim(self) -> Segment | None:
-        """The next piece of work for a secondary worker: an idle segment, or the tail of the largest one."""
+    def _fetch(self, seg: Segment, response: requests.Response | None = None, *, secondary: bool = False,
+               open_ended: bool = False) -> None:
+        """Fill one segment, resuming within it after a broken or stalled stream."""
+        attempts = self.hub.config.retries + 1
+        for attempt in range(attempts):
+            try:
+                if response is None:
+                    response = self._request_segment(seg, secondary, open_ended)
+                self._stream(response, seg, absorb=open_ended)
+                return
+            except (requests.exceptions.RequestException, DownloadError, socket.timeout) as exc:
+                if isinstance(exc, (IdentityChanged, DiskFullError)) or not self.plan.ranges or attempt + 1 >= attempts:
+                    raise
+                self.log.warning("download interrupted at byte %d: %s; resuming", seg.pos, _why(exc))
+                self.hub.wait(self.hub.backoff(attempt))
+                response = None
+
+    def _request_segment(self, seg: Segment, secondary: bool, open_ended: bool) -> requests.Response:
+        try:
+            response = self._get(seg.pos, None if open_ended else seg.end, if_range=self.plan.identity.if_range(),
+                                 wait=min(SECONDARY_WAIT, self.hub.config.timeout) if secondary else None)
+        except HubError as exc:
+            if secondary and exc.timed_out and self._someone_streaming(seg):
+                self._give_up_parallelism()
+                raise _NoParallelism() from None
+            raise
+        if not self._same_package(response):
+            response.close()
+            raise IdentityChanged("the package on the hub changed during the download")
+        return response
+
+    # ---- who does what ----------------------------------------------------------------------------
+
+    def _claim(self, split: bool) -> Segment | None:
+        """The next piece of work: an idle segment, or the second half of the largest running one."""
         with self._lock:
-            if not self._parallel_ok or self._error is not None:
+            if self._error is not None:
                 return None
             for seg in self.plan.segments:
                 if not seg.busy and seg.pos < seg.end:
                     seg.busy = True
                     return seg
-            busiest = max((s for s in self.plan.segments if s.busy), key=lambda s: s.left, default=None)
-            if busiest is None or busiest.left < 2 * SPLIT_MIN:
+            if not split or not self._parallel_ok:
                 return None
-            mid = busiest.pos + busiest.left // 2
-            tail = Segment(mid, busiest.end, mid, busy=True)
-            busiest.end = mid
-            self.plan.segments.insert(self.plan.segments.index(busiest) + 1, tail)
+            largest = max((s for s in self.plan.segments if s.busy), key=lambda s: s.left, default=None)
+            if largest is None or largest.left < 2 * SPLIT_MIN:
+                return None
+            mid = largest.pos + largest.left // 2
+            tail = Segment(mid, largest.end, mid, busy=True)
+            largest.end = mid
+            self.plan.segments.insert(self.plan.segments.index(largest) + 1, tail)
             return tail
 
-    def _secondary(self) -> None:
-        while True:
-            seg = self._claim()
+    def _work(self, secondary: bool) -> None:
+        """A worker's loop; secondaries stop when the server turns out to serve one request at a time."""
+        while not (secondary and not self._parallel_ok):
+            seg = self._claim(split=True)
             if seg is None:
                 return
             try:
-                self._fetch_segment(seg)
-            except (IdentityChanged, DiskFullError, Interrupted) as exc:
+                self._fetch(seg, secondary=secondary)
+            except _NoParallelism:
+                return
+            except BaseException as exc:          # noqa: BLE001 - handed to the main thread
                 with self._lock:
-                    seg.busy = seg.started = False
                     self._error = self._error or exc
                 return
-            except BaseException as exc:          # noqa: BLE001 - its segment is left for the main stream
+            finally:
                 with self._lock:
-                    seg.busy = seg.started = False
-                if not isinstance(exc, _NoParallelism) and not seg.cancelled:
-                    self.log.warning("a parallel segment gave up (%s); the main stream takes it over", _why(exc))
-                return
-            with self._lock:
-                seg.busy = seg.started = False
-
-    def _fetch_segment(self, seg: Segment) -> None:
-        attempts = self.hub.config.retries + 1
-        for attempt in range(attempts):
-            try:
-                response = self._get(seg.pos, seg.end, wait=min(SECONDARY_WAIT, self.hub.config.timeout),
-                                     if_range=self.plan.identity.if_range(), retries=0)
-            except HubError as exc:
-                if seg.cancelled:
-                    raise _NoParallelism() from None
-                if getattr(exc, "timed_out", False) and self._someone_streaming(seg):
-                    self._give_up_parallelism()
-                    raise _NoParallelism() from None
-                if attempt + 1 >= attempts or not exc.retryable:
-                    raise
-                self.hub.wait(self.hub.backoff(attempt))
-                continue
-            identity, total, ranged = self._identity_of(response)
-            if response.status_code != 206 or not identity.same(self.plan.identity) or total != self.plan.total:
-                response.close()
-                raise IdentityChanged("the package on the hub changed during the download")
-            with self._lock:
-                if seg.cancelled:
-                    response.close()
-                    raise _NoParallelism()
-                seg.started = True
-            try:
-                self._stream(response, seg, open_ended=False)
-                return
-            except (requests.exceptions.RequestException, DownloadError, socket.timeout) as exc:
-                if isinstance(exc, (IdentityChanged, DiskFullError)) or attempt + 1 >= attempts:
-                    raise
-                self.log.warning("segment at byte %d: %s; retrying", seg.pos, _why(exc))
-                self.hub.wait(self.hub.backoff(attempt))
+                    seg.busy = False
 
     def _someone_streaming(self, me: Segment) -> bool:
         with self._lock:
@@ -363,24 +386,16 @@ class PackageDownload:
     def _give_up_parallelism(self) -> None:
         with self._lock:
             if self._parallel_ok:
-                self.log.info("the hub serves one request at a time; continuing as one stream")
+                self.log.info("the hub serves one request at a time; continuing with one stream")
             self._parallel_ok = False
 
-    def _plan_segments(self, first: Segment) -> None:
-        """Split what is left after `first` starts into `connections` pieces (fresh downloads only)."""
-        total = self.plan.total
-        if not (self.plan.ranges and total and self.connections > 1 and first.start == 0 and first.pos == 0
-                and len(self.plan.segments) == 1 and total >= 2 * SEGMENT_MIN):
+    def _interrupt_streams(self, done: threading.Event) -> None:
+        """Unblock reads waiting on a stalled server as soon as a stop is requested."""
+        while not done.is_set():
+            if self.hub.stop.wait(0.5):
+                break
+        else:
             return
-        count = min(self.connections, total // SEGMENT_MIN)
-        size = total // count
-        bounds = [i * size for i in range(count)] + [total]
-        first.end = bounds[1]
-        self.plan.segments = [first] + [Segment(bounds[i], bounds[i + 1], bounds[i]) for i in range(1, count)]
-
-    def _interrupt_streams(self) -> None:
-        """Unblock reads waiting on a stalled server once a stop is requested."""
-        self.hub.stop.wait()
         with self._lock:
             responses = list(self._active)
         for response in responses:
@@ -402,37 +417,36 @@ class PackageDownload:
             response.close()
             raise DownloadError(f"size mismatch: the hub lists package_size {self.expected_size} "
                                 f"but serves {self.plan.total} bytes")
-        self._plan_segments(first)
         try:
             self._open_part()
         except BaseException:
             response.close()
             raise
         self.progress = Progress(self.log, self.plan.total, self.done_bytes)
-        self._save_meta(force=True)
-        threading.Thread(target=self._interrupt_streams, daemon=True).start()
+        done = threading.Event()
+        threading.Thread(target=self._interrupt_streams, args=(done,), daemon=True).start()
         first.busy = True
-        workers = [threading.Thread(target=self._secondary, daemon=True, name=f"segment-{i}")
-                   for i in range(1, self.connections if self.plan.ranges else 1)]
+        workers = []
+        if self.plan.ranges:
+            workers = [threading.Thread(target=self._work, args=(True,), daemon=True, name=f"segment-{i}")
+                       for i in range(1, self.connections)]
         for worker in workers:
             worker.start()
         try:
-            self._primary(response, first)
+            try:
+                self._fetch(first, response)
+            finally:
+                first.busy = False
+            self._work(secondary=False)
             for worker in workers:
-                # a worker still waiting for headers of an absorbed segment is not waited for
-                while worker.is_alive() and not self.complete() and self._error is None:
-                    worker.join(0.1)
+                worker.join()
             if self._error is not None:
                 raise self._error
-            # work that a gone worker left behind (or a server without parallelism)
-            while not self.complete():
-                seg = next((s for s in self.plan.segments if s.pos < s.end and not s.busy), None)
-                if seg is None:
-                    raise DownloadError("the download stopped before the package was complete")
-                self._primary(None, seg)
+            self._finish_leftovers()
         except KeyboardInterrupt:
             raise Interrupted("stopped by signal") from None
         finally:
+            done.set()
             with self._lock:
                 self._save_meta(force=True)
             if self.progress:
@@ -445,33 +459,25 @@ class PackageDownload:
             os.truncate(self.part, size)
         return Downloaded(self.part, self.plan.identity, size)
 
-    def _primary(self, response: requests.Response | None, seg: Segment) -> None:
-        """The open-ended stream, retried from where it stopped."""
-        seg.busy = True
-        attempts = self.hub.config.retries + 1
-        try:
-            for attempt in range(attempts):
-                try:
-                    if response is None:
-                        response = self._get(seg.pos, None, if_range=self.plan.identity.if_range() if self.plan.ranges else None)
-                        identity, total, ranged = self._identity_of(response)
-                        if response.status_code != 206 or not identity.same(self.plan.identity) or total != self.plan.total:
-                            response.close()
-                            raise IdentityChanged("the package on the hub changed during the download")
-                    self._stream(response, seg, open_ended=True)
-                    return
-                except (requests.exceptions.RequestException, DownloadError, socket.timeout) as exc:
-                    if isinstance(exc, (IdentityChanged, DiskFullError)) or not self.plan.ranges or attempt + 1 >= attempts:
-                        raise
-                    self.log.warning("download interrupted at byte %d: %s; resuming", seg.pos, _why(exc))
-                    self.hub.wait(self.hub.backoff(attempt))
-                    response = None
-        finally:
-            seg.busy = False
+    def _finish_leftovers(self) -> None:
+        """What parallel workers left (a server without parallelism): one open-ended stream at a time."""
+        while not self.complete():
+            seg = next((s for s in self.plan.segments if 0 <= s.pos < s.end), None)
+            if seg is None:
+                raise DownloadError("the download stopped before the package was complete")
+            seg.busy = True
+            try:
+                self._fetch(seg, open_ended=True)
+            finally:
+                seg.busy = False
 
 
-class _NoParallelism(Exception):
-    pass
+def _unsatisfied_size(content_range: str | None) -> int | None:
+    """The length in a 416's `Content-Range: bytes */LENGTH`."""
+    if content_range and content_range.strip().startswith("bytes */"):
+        tail = content_range.strip()[len("bytes */"):]
+        return int(tail) if tail.isdigit() else None
+    return None
 
 
 def _why(exc: BaseException) -> str:
@@ -481,8 +487,7 @@ def _why(exc: BaseException) -> str:
 
 def _socket_of(response: requests.Response) -> socket.socket | None:
     raw = response.raw
-    conn = getattr(raw, "_connection", None)
-    sock = getattr(conn, "sock", None)
+    sock = getattr(getattr(raw, "_connection", None), "sock", None)
     if sock is not None:
         return sock
     fp = getattr(getattr(raw, "_fp", None), "fp", None)
