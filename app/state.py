@@ -57,6 +57,7 @@ class StateStore:
         self.path = path
         self.zone = zone
         self._lock = threading.Lock()
+        self._dirty = False
         self.datasets: dict[str, dict[str, Any]] = self._load(import_candidates)
 
     def _load(self, import_candidates: tuple[Path, ...]) -> dict[str, dict[str, Any]]:
@@ -90,11 +91,20 @@ class StateStore:
         with self._lock:
             return dict(self.datasets.get(name, {}))
 
-    def update(self, name: str, **fields: Any) -> None:
+    def update(self, name: str, *, defer: bool = False, **fields: Any) -> None:
+        """Record fields; `defer` leaves the write to flush() (a no-op run writes the file once)."""
         with self._lock:
             entry = self.datasets.setdefault(name, {})
             entry.update(fields)
-            self._write()
+            if defer:
+                self._dirty = True
+            else:
+                self._write()
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._dirty:
+                self._write()
 
     def replace_installed(self, name: str, installed: dict[str, Any], **fields: Any) -> None:
         """Record a new installed version: the installed fields are replaced as a whole."""
@@ -106,5 +116,6 @@ class StateStore:
             self._write()
 
     def _write(self) -> None:
+        self._dirty = False
         document = {"version": FORMAT_VERSION, "datasets": self.datasets}
         atomic_write(self.path, json.dumps(document, indent=2, sort_keys=True).encode("utf-8") + b"\n")

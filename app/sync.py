@@ -117,7 +117,7 @@ class DatasetSync:
             self.log.info("up to date (version %s)", state.get("last_updated"))
             if not self.run.dry_run:
                 now = to_iso(utcnow())
-                self.store.update(name, status="up_to_date", error=None, attempted_at=now, last_ok_at=now)
+                self.store.update(name, defer=True, status="up_to_date", error=None, attempted_at=now, last_ok_at=now)
             return SyncResult.ok(name, "up_to_date", version=state.get("last_updated"), files=state.get("files"), bytes=state.get("bytes"))
         if self.run.dry_run:
             self.log.info("would sync: %s (hub version %s)", reason, version)
@@ -299,6 +299,8 @@ class SyncRun:
                 return list(pool.map(self._one, datasets))
         finally:
             self.hub.close()
+            if not self.dry_run:
+                self.store.flush()
 
     def _one(self, ds: DatasetConfig) -> SyncResult:
         token = current_dataset.set(ds.name)
