@@ -33,6 +33,7 @@ SEGMENT_MIN = 8 << 20          # no segment is planned smaller than this
 SPLIT_MIN = 8 << 20            # a running segment is split only when both halves get at least this
 SECONDARY_WAIT = 10.0          # seconds a parallel request may wait for its answer while another streams
 META_EVERY = 0.25              # seconds between progress records (they cost no fsync)
+TAIL_MIN, TAIL_MAX = 1 << 20, 8 << 20
 
 log = logging.getLogger("datahubsync.download")
 
@@ -43,6 +44,7 @@ class Segment:
     end: int            # exclusive; -1 while the length is unknown; shrinks when another worker takes the tail
     pos: int
     busy: bool = False
+    urgent: bool = False    # fetched first: the package's tail, where the ZIP's central directory is
 
     @property
     def left(self) -> int:
@@ -69,12 +71,17 @@ class _NoParallelism(Exception):
     pass
 
 
+class Cancelled(Interrupted):
+    """The caller no longer wants this package (a stale one, say)."""
+
+
 class PackageDownload:
     """One package's download; `run()` returns when the part file holds the whole package."""
 
     def __init__(self, hub: HubClient, url: str, part: Path, *, connections: int, logger: logging.LoggerAdapter,
-                 expected_size: int | None = None, refuse: tuple[Identity, ...] = ()):
+                 expected_size: int | None = None, refuse: tuple[Identity, ...] = (), tail_first: bool = False):
         self.hub = hub
+        self.tail_first = tail_first
         self.url = url
         self.part = part
         self.meta_path = part.with_name(part.name + ".json")
@@ -84,6 +91,10 @@ class PackageDownload:
         self.refuse = refuse
         self.plan = _Plan()
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)   # bytes arrived, or the download ended
+        self._ended = False
+        self._cancel = threading.Event()
+        self.planned = threading.Event()           # the package's size and layout are known
         self._fd: int | None = None
         self._meta_written = 0.0
         self._parallel_ok = True
@@ -214,10 +225,18 @@ class PackageDownload:
         return response, self.plan.segments[0]
 
     def _plan_rest(self, start: int, total: int) -> None:
+        tail = None
+        if self.tail_first:
+            size = max(TAIL_MIN, min(TAIL_MAX, total // 100))
+            if total - start > 4 * size:
+                tail = Segment(total - size, total, total - size, urgent=True)
+                total -= size
         count = max(1, min(self.connections, (total - start) // SEGMENT_MIN))
         size = (total - start) // count
         bounds = [start + i * size for i in range(count)] + [total]
         self.plan.segments += [Segment(bounds[i], bounds[i + 1], bounds[i]) for i in range(count)]
+        if tail is not None:
+            self.plan.segments.append(tail)
 
     # ---- the part file --------------------------------------------------------------------------
 
@@ -255,8 +274,7 @@ class PackageDownload:
         try:
             read = getattr(response.raw, "read1", None) or response.raw.read
             while True:
-                if self.hub.stop.is_set():
-                    raise Interrupted("stopped by signal")
+                self._check_stop()
                 with self._lock:
                     if 0 <= seg.end <= seg.pos and not (absorb and self._absorb_next(seg)):
                         return
@@ -264,8 +282,7 @@ class PackageDownload:
                 try:
                     data = read(want)
                 except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
-                    if self.hub.stop.is_set():
-                        raise Interrupted("stopped by signal") from None
+                    self._check_stop()
                     raise DownloadError(f"the connection failed at byte {seg.pos}: {_why(exc)}") from None
                 if not data:
                     if seg.end < 0:                      # unknown length: the body ended, so did the package
@@ -280,12 +297,58 @@ class PackageDownload:
                 with self._lock:
                     seg.pos += len(data)
                     self._save_meta()
+                    self._changed.notify_all()
                 if self.progress:
                     self.progress.add(len(data))
         finally:
             with self._lock:
                 self._active.discard(response)
             response.close()
+
+    def _check_stop(self) -> None:
+        if self._cancel.is_set():
+            raise Cancelled("download cancelled")
+        if self.hub.stop.is_set():
+            raise Interrupted("stopped by signal")
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    # ---- for a reader that works while the download goes on ----------------------------------------
+
+    def covered(self) -> list[tuple[int, int]]:
+        """The byte ranges on disk now, merged (lock held)."""
+        spans = sorted((s.start, s.pos) for s in self.plan.segments if s.pos > s.start)
+        merged: list[tuple[int, int]] = []
+        for start, end in spans:
+            if merged and start <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+            else:
+                merged.append((start, end))
+        return merged
+
+    def covered_now(self) -> list[tuple[int, int]]:
+        with self._lock:
+            return self.covered()
+
+    def wait_for(self, start: int, end: int, timeout: float = 1.0) -> None:
+        """Block until bytes [start, end) are on disk; raises once the download has ended without them."""
+        with self._lock:
+            while not any(a <= start and end <= b for a, b in self.covered()):
+                if self._ended:
+                    raise DownloadError("the download ended before the package was complete")
+                self._changed.wait(timeout)
+
+    def wait_changed(self, timeout: float) -> list[tuple[int, int]]:
+        """Wait for progress (or the end), then the covered ranges; raises once ended incomplete."""
+        with self._lock:
+            before = self.covered()
+            if not self._ended:
+                self._changed.wait(timeout)
+            now = self.covered()
+            if self._ended and now == before and not self.complete():
+                raise DownloadError("the download ended before the package was complete")
+            return now
 
     def _learn_total(self, seg: Segment) -> None:
         with self._lock:
@@ -346,10 +409,11 @@ class PackageDownload:
         with self._lock:
             if self._error is not None:
                 return None
-            for seg in self.plan.segments:
-                if not seg.busy and seg.pos < seg.end:
-                    seg.busy = True
-                    return seg
+            idle = [s for s in self.plan.segments if not s.busy and s.pos < s.end]
+            if idle:
+                seg = next((s for s in idle if s.urgent), idle[0])
+                seg.busy = True
+                return seg
             if not split or not self._parallel_ok:
                 return None
             largest = max((s for s in self.plan.segments if s.busy), key=lambda s: s.left, default=None)
@@ -409,7 +473,17 @@ class PackageDownload:
     # ---- the whole thing ------------------------------------------------------------------------
 
     def run(self) -> Downloaded:
+        try:
+            return self._run()
+        finally:
+            with self._lock:
+                self._ended = True
+                self._changed.notify_all()
+            self.planned.set()
+
+    def _run(self) -> Downloaded:
         response, first = self._open_first()
+        self.planned.set()
         if first is None:
             self.log.info("the package was already downloaded (%s)", self.plan.identity.describe())
             return Downloaded(self.part, self.plan.identity, self.plan.total or 0, reused=True)

@@ -1,6 +1,7 @@
 """Extraction into a staging tree (CRCs checked), then installation: overlay per file or mirror swap."""
 from __future__ import annotations
 
+import bisect
 import errno
 import logging
 import os
@@ -17,7 +18,7 @@ from .fsutil import exchange, fsync_dir, remove_tree, syncfs
 from .package import Entry, PackagePlan
 
 COPY_BUFFER = 1 << 20
-EXTRACT_THREADS = 2
+EXTRACT_THREADS = max(2, min(4, os.cpu_count() or 2))
 log = logging.getLogger("datahubsync.install")
 
 
@@ -28,58 +29,96 @@ class Installed:
     removed: int = 0
 
 
-def _split(entries: tuple[Entry, ...], parts: int) -> list[list[Entry]]:
-    """Balance entries across workers by size (largest first into the lightest bucket)."""
-    buckets: list[list[Entry]] = [[] for _ in range(parts)]
-    loads = [0] * parts
-    for entry in sorted(entries, key=lambda e: e.size, reverse=True):
-        i = loads.index(min(loads))
-        buckets[i].append(entry)
-        loads[i] += entry.size + 4096
-    return [b for b in buckets if b]
+class EntryFeed:
+    """Hands entries to extraction workers in package order, each once its bytes are on disk.
 
+    `source` is a download still in progress (None: the package is complete). Taken entries are
+    skipped with a next-free pointer table, so finding work stays cheap for tens of thousands of files.
+    """
 
-def _extract_some(package: Path, entries: list[Entry], staging: Path, stop: threading.Event, zone: tzinfo) -> None:
-    with zipfile.ZipFile(package) as archive:
-        for entry in entries:
+    def __init__(self, entries: tuple[Entry, ...], source=None):
+        self.entries = sorted(entries, key=lambda e: e.info.header_offset)
+        self.offsets = [e.info.header_offset for e in self.entries]
+        self.source = source
+        self._next = list(range(len(self.entries) + 1))
+        self._left = len(self.entries)
+        self._lock = threading.Lock()
+
+    def _free(self, i: int) -> int:
+        root = i
+        while self._next[root] != root:
+            root = self._next[root]
+        while self._next[i] != root:
+            self._next[i], i = root, self._next[i]
+        return root
+
+    def _pick(self, spans: list[tuple[int, int]]) -> Entry | None:
+        for start, end in spans:
+            i = self._free(bisect.bisect_left(self.offsets, start))
+            if i < len(self.entries) and self.offsets[i] < end and self.entries[i].end <= end:
+                self._next[i] = i + 1
+                self._left -= 1
+                return self.entries[i]
+        return None
+
+    def take(self, stop: threading.Event) -> Entry | None:
+        spans = [(0, float("inf"))] if self.source is None else self.source.covered_now()
+        while True:
+            with self._lock:
+                if not self._left:
+                    return None
+                entry = self._pick(spans)
+            if entry is not None:
+                return entry
             if stop.is_set():
                 raise Interrupted("stopped by signal")
-            dest = staging / entry.target
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                with archive.open(entry.info) as src, open(dest, "wb") as out:
-                    shutil.copyfileobj(src, out, COPY_BUFFER)
-            except zipfile.BadZipFile as exc:
-                raise PackageError(f"entry {entry.info.filename!r}: {exc}") from None
-            except (zipfile.LargeZipFile, NotImplementedError, RuntimeError, EOFError) as exc:
-                raise PackageError(f"entry {entry.info.filename!r}: cannot extract: {exc}") from None
-            except OSError as exc:
-                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                    raise DiskFullError(f"disk full while extracting {entry.info.filename!r} into {staging}") from None
-                raise
-            try:
-                stamp = datetime(*entry.info.date_time, tzinfo=zone).timestamp()
-                os.utime(dest, (stamp, stamp))
-            except ValueError:
-                pass            # an impossible date in the entry: keep the extraction time
+            spans = self.source.wait_changed(0.5)
 
 
-def extract(package: Path, plan: PackagePlan, staging: Path, stop: threading.Event, zone: tzinfo) -> None:
-    """Unpack every file of the plan below `staging`, checking each CRC; then flush it to disk once."""
+def _extract_some(archive: zipfile.ZipFile, feed: EntryFeed, staging: Path, stop: threading.Event,
+                  zone: tzinfo) -> None:
+    while (entry := feed.take(stop)) is not None:
+        if stop.is_set():
+            raise Interrupted("stopped by signal")
+        dest = staging / entry.target
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with archive.open(entry.info) as src, open(dest, "wb") as out:
+                shutil.copyfileobj(src, out, COPY_BUFFER)
+        except zipfile.BadZipFile as exc:
+            raise PackageError(f"entry {entry.info.filename!r}: {exc}") from None
+        except (zipfile.LargeZipFile, NotImplementedError, RuntimeError, EOFError) as exc:
+            raise PackageError(f"entry {entry.info.filename!r}: cannot extract: {exc}") from None
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DiskFullError(f"disk full while extracting {entry.info.filename!r} into {staging}") from None
+            raise
+        try:
+            stamp = datetime(*entry.info.date_time, tzinfo=zone).timestamp()
+            os.utime(dest, (stamp, stamp))
+        except ValueError:
+            pass            # an impossible date in the entry: keep the extraction time
+
+
+def extract(package: Path, plan: PackagePlan, staging: Path, stop: threading.Event, zone: tzinfo,
+            source=None) -> None:
+    """Unpack every file of the plan below `staging`, checking each CRC; then flush it to disk once.
+
+    With `source` (a download in progress) each entry is extracted as soon as its bytes arrive.
+    """
     remove_tree(staging)
     staging.mkdir(parents=True)
     for folder in plan.dirs:
         (staging / folder).mkdir(parents=True, exist_ok=True)
-    buckets = _split(plan.files, EXTRACT_THREADS)
-    if len(buckets) <= 1:
-        for bucket in buckets:
-            _extract_some(package, bucket, staging, stop, zone)
-    else:
-        halt = threading.Event()
-        relay = threading.Thread(target=lambda: (stop.wait(), halt.set()), daemon=True)
-        relay.start()
-        with ThreadPoolExecutor(max_workers=len(buckets)) as pool:
-            futures = [pool.submit(_extract_some, package, b, staging, halt, zone) for b in buckets]
+    feed = EntryFeed(plan.files, source)
+    halt = threading.Event()
+    relay = threading.Thread(target=lambda: (stop.wait(), halt.set()), daemon=True)
+    relay.start()
+    # Unbuffered: a buffered reader could keep bytes read before the download wrote them.
+    with open(package, "rb", buffering=0) as raw, zipfile.ZipFile(raw) as archive:
+        threads = min(EXTRACT_THREADS, max(1, len(plan.files)))
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            futures = [pool.submit(_extract_some, archive, feed, staging, halt, zone) for _ in range(threads)]
             errors = []
             for future in futures:
                 try:
@@ -87,8 +126,8 @@ def extract(package: Path, plan: PackagePlan, staging: Path, stop: threading.Eve
                 except BaseException as exc:   # noqa: BLE001 - the first error wins, the others stop early
                     halt.set()
                     errors.append(exc)
-        if errors:
-            raise next((e for e in errors if not isinstance(e, Interrupted)), errors[0])
+    if errors:
+        raise next((e for e in errors if not isinstance(e, Interrupted)), errors[0])
     # One flush for the whole tree: cheaper than an fsync per file, and the swap below happens after it.
     syncfs(staging)
 

@@ -23,6 +23,7 @@ BOMB_MIN_SIZE = 1 << 20      # small entries may compress extremely well (a file
 class Entry:
     info: zipfile.ZipInfo
     target: str                 # relative path under local_dir, '/'-separated
+    end: int = 0                # where its bytes in the package end (the next entry, or the central directory)
 
     @property
     def size(self) -> int:
@@ -76,6 +77,8 @@ def inspect_package(path: Path, *, strip_components: int, zone: tzinfo,
         raise PackageError(f"cannot read the package: {exc.strerror or exc}") from None
     with archive:
         infos = archive.infolist()
+        directory_at = archive.start_dir
+    following = _next_offsets(infos, directory_at)
     files: list[Entry] = []
     dirs: set[str] = set()
     seen: dict[str, str] = {}
@@ -113,13 +116,19 @@ def inspect_package(path: Path, *, strip_components: int, zone: tzinfo,
         if max_total is not None and total > max_total:
             raise PackageError(f"the package unpacks to more than sync.max_unpacked_size ({max_total} bytes)")
         newest = max(newest, info.date_time) if newest else info.date_time
-        files.append(Entry(info, target))
+        files.append(Entry(info, target, following.get(info.header_offset, directory_at)))
     _check_file_dir_clash(files, dirs)
     try:
         content_time = datetime(*newest, tzinfo=zone) if newest else None
     except ValueError:
         content_time = None
     return PackagePlan(tuple(files), tuple(sorted(dirs)), total, content_time)
+
+
+def _next_offsets(infos: list[zipfile.ZipInfo], directory_at: int) -> dict[int, int]:
+    """For each entry's offset, where the next entry (or the central directory) starts."""
+    offsets = sorted({i.header_offset for i in infos})
+    return dict(zip(offsets, offsets[1:] + [directory_at]))
 
 
 def _check_file_dir_clash(files: list[Entry], dirs: set[str]) -> None:

@@ -4,14 +4,14 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import shutil
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .config import Config, DatasetConfig
-from .download import PackageDownload, sha256_of
+from .download import PackageDownload
+from .fetch import BackgroundDownload
 from .errors import (ConfigError, DataHubSyncError, DiskFullError, DownloadError, HubError, IdentityChanged,
                      InstallError, Interrupted, NotPublishedError)
 from .fsutil import free_bytes, is_empty_dir, nearest_existing, remove_tree
@@ -153,53 +153,32 @@ class DatasetSync:
         self.work.download.parent.mkdir(parents=True, exist_ok=True)
         download = PackageDownload(self.run.hub, remote.download_url, self.work.download,
                                    connections=self.config.hub.connections, logger=self.log,
-                                   expected_size=remote.package_size,
+                                   expected_size=remote.package_size, tail_first=True,
                                    refuse=self._refused_identities(remote, state, local_present))
+        fetch = BackgroundDownload(download, self.run.stop)
         try:
-            got = download.run()
-        except NotPublishedError:
-            raise NotReady(f"the hub has no package for {name!r} yet (HTTP 404)", "package_not_ready") from None
-        except IdentityChanged as exc:
-            if "already seen" in str(exc):
-                raise NotReady(f"the hub still serves an older package than its list says ({exc})", "stale_package") from None
-            download.discard()
-            raise
-        except DiskFullError:
-            download.discard()
-            raise
-        self.run.transferred += download.progress.transferred if download.progress else 0
-        sha = self._verify(download, remote, got.size)
-        plan = inspect_package(got.path, strip_components=self.ds.strip_components, zone=self.run.zone,
-                               max_ratio=self.config.sync.max_compression_ratio,
-                               max_total=self.config.sync.max_unpacked_size)
-        self._report_shape(remote, plan)
-        installed_time = from_iso(state.get("last_updated"))
-        version_time = remote.last_updated
-        warning = None
-        lag = package_lag(remote, plan.content_time)
-        if is_stale(lag, self.config.sync.stale_package_tolerance):
-            newer = installed_time is None or not local_present or plan.content_time > installed_time
-            if not newer:
-                self.store.update(name, stale_identity=got.identity.to_json())
-                download.discard()
-                raise NotReady(f"the hub's package is older than its list says (content {to_iso(plan.content_time)}, "
-                               f"listed {to_iso(remote.last_updated)}); the hub has not rebuilt it yet", "stale_package")
-            version_time = plan.content_time
-            warning = (f"the package lags the hub's list by {lag}; installed its content time "
-                       f"{to_iso(plan.content_time)} so the next run looks again")
-            self.log.warning(warning)
-        self._check_space(plan.total_bytes)
-        if self.ds.mode == "mirror":
-            self._guard_deletions(plan)
-        try:
-            extract(got.path, plan, self.work.staging, self.run.stop, self.run.zone)
+            early = self._obtain(download, fetch.wait_directory)
+            plan = inspect_package(download.part, strip_components=self.ds.strip_components, zone=self.run.zone,
+                                   max_ratio=self.config.sync.max_compression_ratio,
+                                   max_total=self.config.sync.max_unpacked_size)
+            self._report_shape(remote, plan)
+            version_time, warning = self._judge_freshness(remote, state, local_present, plan, fetch)
+            self._check_space(plan.total_bytes)
             if self.ds.mode == "mirror":
-                done = install_mirror(self.work.staging, plan, self.ds.local_dir, self.work.previous)
-            else:
-                done = install_overlay(self.work.staging, plan, self.ds.local_dir)
-        except BaseException:
-            remove_tree(self.work.staging)
-            raise
+                self._guard_deletions(plan)
+            try:
+                self._extract(plan, fetch, early)
+                got, sha = self._obtain(download, fetch.result)
+                self._verify(download, remote, got.size, sha)
+                if self.ds.mode == "mirror":
+                    done = install_mirror(self.work.staging, plan, self.ds.local_dir, self.work.previous)
+                else:
+                    done = install_overlay(self.work.staging, plan, self.ds.local_dir)
+            except BaseException:
+                remove_tree(self.work.staging)
+                raise
+        finally:
+            fetch.cancel()
         now = to_iso(utcnow())
         self.store.replace_installed(name, {
             "last_updated": to_iso(version_time), "sha256": sha, "synced_at": now, "files": done.files,
@@ -211,15 +190,56 @@ class DatasetSync:
                       f", {done.removed} removed" if done.removed else "")
         return SyncResult.ok(name, "success", version=to_iso(version_time), files=done.files, bytes=done.bytes, warning=warning)
 
-    def _verify(self, download: PackageDownload, remote: RemoteDataset, size: int) -> str:
+    def _obtain(self, download: PackageDownload, step):
+        """Run a download step, turning what the hub answered into this dataset's outcome."""
+        try:
+            return step()
+        except NotPublishedError:
+            raise NotReady(f"the hub has no package for {self.ds.name!r} yet (HTTP 404)", "package_not_ready") from None
+        except IdentityChanged as exc:
+            if "already seen" in str(exc):
+                raise NotReady(f"the hub still serves an older package than its list says ({exc})", "stale_package") from None
+            download.discard()
+            raise
+        except DiskFullError:
+            download.discard()
+            raise
+
+    def _extract(self, plan, fetch: BackgroundDownload, early: bool) -> None:
+        """Unpack into staging: while the download goes on when its central directory came first."""
+        try:
+            extract(fetch.download.part, plan, self.work.staging, self.run.stop, self.run.zone,
+                    source=fetch.download if early else None)
+        except DownloadError:
+            if not fetch.running():
+                self._obtain(fetch.download, fetch.result)     # the download's own error says more
+            raise
+
+    def _judge_freshness(self, remote: RemoteDataset, state: dict, local_present: bool, plan,
+                         fetch: BackgroundDownload) -> tuple:
+        """The version to record, and a warning when the package lags the hub's list (HUB_API section 4)."""
+        lag = package_lag(remote, plan.content_time)
+        if not is_stale(lag, self.config.sync.stale_package_tolerance):
+            return remote.last_updated, None
+        installed_time = from_iso(state.get("last_updated"))
+        if installed_time is not None and local_present and plan.content_time <= installed_time:
+            fetch.cancel()
+            self.store.update(self.ds.name, stale_identity=fetch.download.plan.identity.to_json())
+            fetch.download.discard()
+            raise NotReady(f"the hub's package is older than its list says (content {to_iso(plan.content_time)}, "
+                           f"listed {to_iso(remote.last_updated)}); the hub has not rebuilt it yet", "stale_package")
+        warning = (f"the package lags the hub's list by {lag}; installed its content time "
+                   f"{to_iso(plan.content_time)} so the next run looks again")
+        self.log.warning(warning)
+        return plan.content_time, warning
+
+    def _verify(self, download: PackageDownload, remote: RemoteDataset, size: int, sha: str) -> None:
         if remote.package_size is not None and remote.package_size != size:
             download.discard()
             raise DownloadError(f"size mismatch: the hub lists {remote.package_size} bytes, downloaded {size}")
-        sha = sha256_of(download.part, self.run.stop)
         if remote.sha256 and sha != remote.sha256:
             download.discard()
             raise DownloadError(f"SHA-256 mismatch: the hub lists {remote.sha256}, the download is {sha}")
-        return sha
 
     def _report_shape(self, remote: RemoteDataset, plan) -> None:
         if remote.file_count is not None and remote.file_count != plan.file_count:
@@ -264,7 +284,6 @@ class SyncRun:
         self.stop = stop or threading.Event()
         self.force, self.dry_run = force, dry_run
         self.zone = get_zone(config.hub.timezone)
-        self.transferred = 0
         self.hub: HubClient | None = None
         self.listing: ListingCache | None = None
         self.store: StateStore | None = None
