@@ -1,7 +1,6 @@
 """Fixtures shared by all test suites: hub doubles, the product's own hub, ZIPs, the CLI."""
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -10,6 +9,7 @@ import pytest
 
 from tests import helpers
 from tests.hubs import FaultyHub, OriginalHub
+from tests.hubs.common import serving
 
 
 @pytest.fixture
@@ -40,16 +40,8 @@ def serve_hub(tmp_path: Path) -> Iterator[ServedHub]:
 
     folder = tmp_path / "served"
     folder.mkdir()
-    server = make_server(str(folder), "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    host, port = server.server_address[:2]
-    try:
-        yield ServedHub(folder, f"http://{host}:{port}")
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with serving(make_server(str(folder), "127.0.0.1", 0)) as url:
+        yield ServedHub(folder, url)
 
 
 @pytest.fixture

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import threading
 import time
-from http.server import HTTPServer
-from typing import NamedTuple
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Iterator, NamedTuple
 
 
 class LoggedRequest(NamedTuple):
@@ -71,3 +72,63 @@ class ServerThread:
         self.server.shutdown()
         self.server.server_close()
         self._thread.join(timeout=10)
+
+
+class LoopbackHub:
+    """What every test hub shares: its server runs in a thread on a free port of `host`."""
+
+    host: str
+    port: int
+
+    def _bind(self, server: HTTPServer) -> None:
+        self._stopping = threading.Event()
+        self._server = server
+        self._thread = ServerThread(server)
+        self.port = server.server_address[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.stop()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@contextmanager
+def serving(server: HTTPServer) -> Iterator[str]:
+    """Run `server` (the product's own, say) in a thread for the block; yields its base URL."""
+    thread = ServerThread(server)
+    thread.start()
+    host, port = server.server_address[:2]
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        thread.stop()
+
+
+def logging_handler(log: RequestLog) -> type[BaseHTTPRequestHandler]:
+    """A quiet handler base that records each answer (method, path, headers, status) in `log`."""
+
+    class Logged(BaseHTTPRequestHandler):
+        # Guards a serving thread against a client that connects and never speaks.
+        timeout = 30
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+            pass
+
+        def send_response(self, code: int, message: str | None = None) -> None:
+            log.record(LoggedRequest(self.command, self.path, dict(self.headers), code))
+            super().send_response(code, message)
+
+    return Logged

@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from tests.hubs.common import LoggedRequest, RequestLog, ServerThread
+from tests.hubs.common import LoopbackHub, RequestLog, logging_handler
 
 _RANGE = re.compile(r"bytes=(\d+)-(\d*)$")
 
@@ -55,7 +55,7 @@ class _Server(ThreadingHTTPServer):
     block_on_close = False
 
 
-class FaultyHub:
+class FaultyHub(LoopbackHub):
     """Usage: ``hub = FaultyHub(); hub.add_package("a", zip_bytes); hub.start(); ... hub.stop()``."""
 
     def __init__(self, host: str = "127.0.0.1") -> None:
@@ -64,7 +64,6 @@ class FaultyHub:
         self.packages: dict[str, Package] = {}
         self._faults: list[_Fault] = []
         self._lock = threading.Lock()
-        self._stopping = threading.Event()
         # Switches a test flips; all off means a well-behaved hub.
         self.rate: float | None = None  # bytes/s for package bodies
         self.stall: tuple[int, float, int] | None = None  # (after N body bytes, sleep seconds, times)
@@ -77,27 +76,7 @@ class FaultyHub:
         self.list_override: tuple[int, str, bytes] | None = None  # (status, content type, body)
         self.bare_list = False  # answer the list as a bare JSON array
         self.redirect_packages_to: str | None = None  # base URL: /package/* -> 302 there
-        self._server = _Server((host, 0), _make_handler(self))
-        self._thread = ServerThread(self._server)
-        self.port = self._server.server_address[1]
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def start(self) -> "FaultyHub":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self._thread.stop()
-
-    def __enter__(self) -> "FaultyHub":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        self._bind(_Server((host, 0), _make_handler(self)))
 
     # -- content ---------------------------------------------------------------------------------
     def add_package(
@@ -182,16 +161,8 @@ class FaultyHub:
 
 
 def _make_handler(hub: FaultyHub) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(logging_handler(hub.requests)):
         protocol_version = "HTTP/1.1"
-        timeout = 30
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-            pass
-
-        def send_response(self, code: int, message: str | None = None) -> None:
-            hub.requests.record(LoggedRequest(self.command, self.path, dict(self.headers), code))
-            super().send_response(code, message)
 
         def do_HEAD(self) -> None:
             self._answer(head=True)

@@ -31,14 +31,14 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from tests.hubs.common import LoggedRequest, RequestLog, ServerThread
+from tests.hubs.common import LoopbackHub, RequestLog, logging_handler
 
 CHUNK = 64 * 1024
 KEEP_VERSIONS = 5
 _RANGE = re.compile(r"bytes=(\d+)-(\d*)")
 
 
-class OriginalHub:
+class OriginalHub(LoopbackHub):
     """The original hub over ``root/data/NAME`` (live data) and ``root/cache`` (packages)."""
 
     def __init__(self, root: Path, tz: str = "Asia/Shanghai", host: str = "127.0.0.1") -> None:
@@ -54,30 +54,8 @@ class OriginalHub:
         self.rate: float | None = None
         self._names: list[str] = []
         self._states: dict[str, dict[str, Any]] = {}
-        self._stopping = threading.Event()
-        self._server = HTTPServer((host, 0), _make_handler(self))
-        self._thread = ServerThread(self._server)
         self.host = host
-        self.port = self._server.server_address[1]
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    # -- lifecycle -------------------------------------------------------------------------------
-    def start(self) -> "OriginalHub":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self._thread.stop()
-
-    def __enter__(self) -> "OriginalHub":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        self._bind(HTTPServer((host, 0), _make_handler(self)))
 
     # -- the hub's data (what its operators and scheduler do) ------------------------------------
     def add_dataset(self, name: str) -> Path:
@@ -194,16 +172,7 @@ class OriginalHub:
 
 
 def _make_handler(hub: OriginalHub) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        # Guards the single serving thread against a client that connects and never speaks.
-        timeout = 30
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-            pass
-
-        def send_response(self, code: int, message: str | None = None) -> None:
-            hub.requests.record(LoggedRequest(self.command, self.path, dict(self.headers), code))
-            super().send_response(code, message)
+    class Handler(logging_handler(hub.requests)):
 
         def do_GET(self) -> None:
             try:

@@ -1,7 +1,6 @@
 """Package identity: which header decides sameness, If-Range, Content-Range parsing."""
 from __future__ import annotations
 
-import threading
 import zipfile
 from pathlib import Path
 from typing import Iterator
@@ -12,6 +11,7 @@ from requests.structures import CaseInsensitiveDict
 
 from app.identity import Identity, parse_content_range
 from app.serve import make_server
+from tests.hubs.common import serving
 
 
 def test_original_hub_headers_identify_by_filename_and_length() -> None:
@@ -93,15 +93,8 @@ def test_parse_content_range(value: str | None, expected: tuple | None) -> None:
 def served(tmp_path: Path) -> Iterator[str]:
     with zipfile.ZipFile(tmp_path / "ds.zip", "w") as zf:
         zf.writestr("a.csv", "x" * 1000)
-    server = make_server(tmp_path, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serving(make_server(tmp_path, "127.0.0.1", 0)) as url:
+        yield url
 
 
 def test_identity_from_a_real_response(served: str) -> None:

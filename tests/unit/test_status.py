@@ -5,7 +5,6 @@ import io
 import json
 import os
 import socket
-import threading
 import zipfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 import entrypoint
 from app.config import Config, build_config
 from app.serve import make_server
+from tests.hubs.common import serving
 from app.state import StateStore
 from app.status import daemon_started, health_problem, print_status, record_daemon_start, status_rows
 from app.timeutil import to_iso
@@ -182,15 +182,8 @@ def hub_url(tmp_path: Path) -> Iterator[str]:
         zf.writestr("a.csv", "1")
     stamp = datetime(2026, 11, 28, 8, 30, tzinfo=UTC).timestamp()
     os.utime(folder / "ds.zip", (stamp, stamp))
-    server = make_server(folder, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serving(make_server(folder, "127.0.0.1", 0)) as url:
+        yield url
 
 
 def test_status_shows_local_and_remote_versions(tmp_path: Path, hub_url: str) -> None:
