@@ -86,7 +86,13 @@ class Progress:
         self.bar.flush()
 
     def finish(self) -> None:
+        """The last word on this download: one log line with what arrived, and the bar's final state."""
+        now = self.clock()
         if self.bar is not None:
-            self._draw(self.clock())
+            self._draw(now)
             self.bar.write("\n")
             self.bar.flush()
+        if self.transferred:
+            elapsed = max(now - self.started, 1e-6)
+            self.log.info("received %s in %.1fs (%s/s)", human_bytes(self.transferred), elapsed,
+                          human_bytes(self.transferred / elapsed))

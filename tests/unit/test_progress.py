@@ -100,8 +100,9 @@ def test_no_log_line_for_a_short_download() -> None:
     for _ in range(99):
         clock.now += 0.05
         progress.add(1)
+    assert lines.lines == []                   # no periodic progress for a download of a few seconds
     progress.finish()
-    assert lines.lines == []
+    assert len(lines.lines) == 1 and lines.lines[0].startswith("received 99 B in 4.9s"), lines.lines
 
 
 def test_no_bar_when_stderr_is_not_a_terminal() -> None:
