@@ -32,7 +32,6 @@ FIRST_RANGE = 16 << 20         # the first request asks for this much: small pac
 SEGMENT_MIN = 8 << 20          # no segment is planned smaller than this
 SPLIT_MIN = 8 << 20            # a running segment is split only when both halves get at least this
 SECONDARY_WAIT = 10.0          # seconds a parallel request may wait for its answer while another streams
-META_EVERY = 0.25              # seconds between progress records (they cost no fsync)
 TAIL_MIN, TAIL_MAX = 1 << 20, 8 << 20
 
 log = logging.getLogger("datahubsync.download")
@@ -96,7 +95,8 @@ class PackageDownload:
         self._cancel = threading.Event()
         self.planned = threading.Event()           # the package's size and layout are known
         self._fd: int | None = None
-        self._meta_written = 0.0
+        self._meta_fd: int | None = None
+        self._meta_len = 0
         self._parallel_ok = True
         self._active: set[requests.Response] = set()
         self._error: BaseException | None = None
@@ -108,7 +108,7 @@ class PackageDownload:
         try:
             data = json.loads(self.meta_path.read_text())
             identity = Identity.from_json(data["identity"])
-            segments = [Segment(int(a), int(b), int(p)) for a, b, p in data["segments"]]
+            segments = [Segment(int(a), int(b), int(p), urgent=bool(rest and rest[0])) for a, b, p, *rest in data["segments"]]
             size = self.part.stat().st_size
         except (OSError, ValueError, KeyError, TypeError):
             return None
@@ -118,19 +118,29 @@ class PackageDownload:
             return None
         return _Plan(identity, int(data["total"]), bool(data.get("ranges")), segments)
 
-    def _save_meta(self, force: bool = False) -> None:
-        """Called with the lock held. No fsync: the data it describes is not fsynced either, and
+    def _save_meta(self) -> None:
+        """Record progress (lock held): after every chunk, so a killed process loses at most the bytes
+        in flight. One pwrite into a file that never shrinks (JSON padded with spaces): a process death
+        cannot tear it, and it costs no rename or fsync. The data it describes is not fsynced either;
         a package that lost bytes in a power cut fails its CRC or SHA-256 checks."""
-        now = time.monotonic()
-        if (not force and now - self._meta_written < META_EVERY) or self.plan.identity is None:
-            return
-        self._meta_written = now
         plan = self.plan
+        if plan.identity is None:
+            return
         document = {"url": self.url, "identity": plan.identity.to_json(), "total": plan.total, "ranges": plan.ranges,
-                    "segments": [[s.start, s.end, s.pos] for s in plan.segments]}
-        tmp = self.meta_path.with_name(self.meta_path.name + ".tmp")
-        tmp.write_text(json.dumps(document))
-        os.replace(tmp, self.meta_path)
+                    "segments": [[s.start, s.end, s.pos, s.urgent] for s in plan.segments]}
+        data = json.dumps(document).encode()
+        if self._meta_fd is None:
+            self._meta_fd = os.open(self.meta_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+            self._meta_len = 0
+        if len(data) < self._meta_len:
+            data = data.ljust(self._meta_len)
+        os.pwrite(self._meta_fd, data, 0)
+        self._meta_len = len(data)
+
+    def _close_meta(self) -> None:
+        if self._meta_fd is not None:
+            os.close(self._meta_fd)
+            self._meta_fd = None
 
     def discard(self) -> None:
         for path in (self.part, self.meta_path):
@@ -522,7 +532,8 @@ class PackageDownload:
         finally:
             done.set()
             with self._lock:
-                self._save_meta(force=True)
+                self._save_meta()
+                self._close_meta()
             if self.progress:
                 self.progress.finish()
             if self._fd is not None:

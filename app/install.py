@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .errors import DiskFullError, InstallError, Interrupted, PackageError
 from .fsutil import exchange, fsync_dir, remove_tree, syncfs
-from .package import Entry, PackagePlan
+from .package import Entry, PackagePlan, open_package
 
 COPY_BUFFER = 1 << 20
 EXTRACT_THREADS = max(2, min(4, os.cpu_count() or 2))
@@ -100,8 +100,8 @@ def _extract_some(archive: zipfile.ZipFile, feed: EntryFeed, staging: Path, stop
             pass            # an impossible date in the entry: keep the extraction time
 
 
-def extract(package: Path, plan: PackagePlan, staging: Path, stop: threading.Event, zone: tzinfo,
-            source=None) -> None:
+def extract(package: Path | zipfile.ZipFile, plan: PackagePlan, staging: Path, stop: threading.Event,
+            zone: tzinfo, source=None) -> None:
     """Unpack every file of the plan below `staging`, checking each CRC; then flush it to disk once.
 
     With `source` (a download in progress) each entry is extracted as soon as its bytes arrive.
@@ -114,8 +114,8 @@ def extract(package: Path, plan: PackagePlan, staging: Path, stop: threading.Eve
     halt = threading.Event()
     relay = threading.Thread(target=lambda: (stop.wait(), halt.set()), daemon=True)
     relay.start()
-    # Unbuffered: a buffered reader could keep bytes read before the download wrote them.
-    with open(package, "rb", buffering=0) as raw, zipfile.ZipFile(raw) as archive:
+    archive = package if isinstance(package, zipfile.ZipFile) else open_package(package)
+    try:
         threads = min(EXTRACT_THREADS, max(1, len(plan.files)))
         with ThreadPoolExecutor(max_workers=threads) as pool:
             futures = [pool.submit(_extract_some, archive, feed, staging, halt, zone) for _ in range(threads)]
@@ -126,6 +126,9 @@ def extract(package: Path, plan: PackagePlan, staging: Path, stop: threading.Eve
                 except BaseException as exc:   # noqa: BLE001 - the first error wins, the others stop early
                     halt.set()
                     errors.append(exc)
+    finally:
+        if archive is not package:
+            archive.close()
     if errors:
         raise next((e for e in errors if not isinstance(e, Interrupted)), errors[0])
     # One flush for the whole tree: cheaper than an fsync per file, and the swap below happens after it.

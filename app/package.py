@@ -19,7 +19,7 @@ _DRIVE = re.compile(r"^[A-Za-z]:")
 BOMB_MIN_SIZE = 1 << 20      # small entries may compress extremely well (a file of zeros): only big ones count
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     info: zipfile.ZipInfo
     target: str                 # relative path under local_dir, '/'-separated
@@ -66,18 +66,43 @@ def _safe_parts(name: str) -> list[str]:
     return parts
 
 
-def inspect_package(path: Path, *, strip_components: int, zone: tzinfo,
-                    max_ratio: float, max_total: int | None) -> PackagePlan:
-    """Read the central directory and refuse the whole package at the first unsafe entry."""
+class _OwnedFileZip(zipfile.ZipFile):
+    """A ZipFile over a file object it owns: closing it closes the file too."""
+
+    def __init__(self, raw):
+        self._raw = raw
+        super().__init__(raw)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._raw.close()
+
+
+def open_package(path: Path) -> zipfile.ZipFile:
+    """The package's central directory, read once. Unbuffered: a buffered reader could keep bytes
+    it read before a download in progress wrote them."""
     try:
-        archive = zipfile.ZipFile(path)
-    except zipfile.BadZipFile as exc:
-        raise PackageError(f"not a valid ZIP file: {exc}") from None
+        raw = open(path, "rb", buffering=0)
     except OSError as exc:
         raise PackageError(f"cannot read the package: {exc.strerror or exc}") from None
-    with archive:
-        infos = archive.infolist()
-        directory_at = archive.start_dir
+    try:
+        return _OwnedFileZip(raw)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raw.close()
+        reason = f"not a valid ZIP file: {exc}" if isinstance(exc, zipfile.BadZipFile) else f"cannot read the package: {exc.strerror or exc}"
+        raise PackageError(reason) from None
+
+
+def inspect_package(source: Path | zipfile.ZipFile, *, strip_components: int, zone: tzinfo,
+                    max_ratio: float, max_total: int | None) -> PackagePlan:
+    """Read the central directory and refuse the whole package at the first unsafe entry."""
+    if isinstance(source, zipfile.ZipFile):
+        infos, directory_at = source.infolist(), source.start_dir
+    else:
+        with open_package(source) as archive:
+            infos, directory_at = archive.infolist(), archive.start_dir
     following = _next_offsets(infos, directory_at)
     files: list[Entry] = []
     dirs: set[str] = set()

@@ -21,7 +21,7 @@ from .install import deletion_share, extract, install_mirror, install_overlay, r
 from .listing import Listing, RemoteDataset
 from .lock import SyncLock
 from .logs import current_dataset, dataset_logger
-from .package import inspect_package, top_level_folder
+from .package import inspect_package, open_package, top_level_folder
 from .plan import is_stale, package_lag, space_needed, sync_reason
 from .progress import human_bytes
 from .result import SyncResult
@@ -158,16 +158,21 @@ class DatasetSync:
         fetch = BackgroundDownload(download, self.run.stop)
         try:
             early = self._obtain(download, fetch.wait_directory)
-            plan = inspect_package(download.part, strip_components=self.ds.strip_components, zone=self.run.zone,
-                                   max_ratio=self.config.sync.max_compression_ratio,
-                                   max_total=self.config.sync.max_unpacked_size)
-            self._report_shape(remote, plan)
-            version_time, warning = self._judge_freshness(remote, state, local_present, plan, fetch)
-            self._check_space(plan.total_bytes)
-            if self.ds.mode == "mirror":
-                self._guard_deletions(plan)
+            with open_package(download.part) as archive:    # its central directory is read once
+                plan = inspect_package(archive, strip_components=self.ds.strip_components, zone=self.run.zone,
+                                       max_ratio=self.config.sync.max_compression_ratio,
+                                       max_total=self.config.sync.max_unpacked_size)
+                self._report_shape(remote, plan)
+                version_time, warning = self._judge_freshness(remote, state, local_present, plan, fetch)
+                self._check_space(plan.total_bytes)
+                if self.ds.mode == "mirror":
+                    self._guard_deletions(plan)
+                try:
+                    self._extract(archive, plan, fetch, early)
+                except BaseException:
+                    remove_tree(self.work.staging)
+                    raise
             try:
-                self._extract(plan, fetch, early)
                 got, sha = self._obtain(download, fetch.result)
                 self._verify(download, remote, got.size, sha)
                 if self.ds.mode == "mirror":
@@ -205,10 +210,10 @@ class DatasetSync:
             download.discard()
             raise
 
-    def _extract(self, plan, fetch: BackgroundDownload, early: bool) -> None:
+    def _extract(self, archive, plan, fetch: BackgroundDownload, early: bool) -> None:
         """Unpack into staging: while the download goes on when its central directory came first."""
         try:
-            extract(fetch.download.part, plan, self.work.staging, self.run.stop, self.run.zone,
+            extract(archive, plan, self.work.staging, self.run.stop, self.run.zone,
                     source=fetch.download if early else None)
         except DownloadError:
             if not fetch.running():
