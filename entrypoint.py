@@ -170,6 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:          # `status | head`: the reader left, nothing to report
         sys.stderr.close()
         return ExitCode.OK
+    except Exception as exc:         # a bug: one line, the traceback only at DEBUG
+        from app.secrets import redact
+        log.debug("internal error", exc_info=True)
+        sys.stderr.write(f"datahubsync: internal error: {type(exc).__name__}: {redact(str(exc))} "
+                         "(run with DATAHUB_LOG_LEVEL=DEBUG for the traceback)\n")
+        return ExitCode.FAILED
 
 
 if __name__ == "__main__":

@@ -196,6 +196,8 @@ def _verify_tls(value: Any, key: str) -> bool | str:
     if isinstance(value, str):
         if value.strip().lower() in ("true", "false", "yes", "no", "on", "off", "1", "0"):
             return _bool(value, key)
+        if not os.path.exists(value):
+            raise ConfigError(f"{key}: CA bundle {value!r} not found (true, false, or the path of a CA bundle)")
         return value
     raise ConfigError(f"{key}: expected true, false or a CA bundle path, got {_type_name(value)} {value!r}")
 

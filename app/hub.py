@@ -11,6 +11,7 @@ from typing import Callable
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3
 
 from . import __version__
 from .config import HubConfig
@@ -73,6 +74,9 @@ class HubClient:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.verify = config.verify_tls
+        if config.verify_tls is False:
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+            log.warning("TLS certificates of the hub are not verified (hub.verify_tls: false)")
         self._hub_origin = _origin(config.url)
 
     def close(self) -> None:
@@ -137,6 +141,8 @@ class HubClient:
                 problem = f"cannot reach the hub at {safe_url(url)}: {_reason(exc)}"
                 timed_out = isinstance(exc, (requests.exceptions.Timeout, requests.exceptions.ReadTimeout)) \
                     or "timed out" in str(exc).lower()
+            except (requests.exceptions.RequestException, OSError) as exc:
+                raise HubError(f"request to {safe_url(url)} failed: {_reason(exc)}") from None
             else:
                 status = response.status_code
                 if status in ok:

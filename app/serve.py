@@ -175,15 +175,10 @@ class HubHandler(BaseHTTPRequestHandler):
         return condition is None or condition.strip() in (etag, modified)
 
     def _sendfile(self, fh, offset: int, count: int) -> None:
+        """sendfile(2) on a plain socket; socket.sendfile falls back to send() under TLS."""
         self.wfile.flush()
-        sock = self.connection
         try:
-            while count > 0:
-                sent = os.sendfile(sock.fileno(), fh.fileno(), offset, min(count, 1 << 30))
-                if sent == 0:
-                    break
-                offset += sent
-                count -= sent
+            self.connection.sendfile(fh, offset, count)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 
