@@ -1,13 +1,12 @@
 """Extraction into a staging tree (CRCs checked), then installation: overlay per file or mirror swap."""
 from __future__ import annotations
 
+import array
 import bisect
 import errno
 import logging
 import os
-import shutil
 import threading
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
@@ -15,9 +14,9 @@ from pathlib import Path
 
 from .errors import DiskFullError, InstallError, Interrupted, PackageError
 from .fsutil import exchange, fsync_dir, remove_tree, syncfs
-from .package import Entry, PackagePlan, open_package
+from .package import Entry, Package, PackagePlan, open_package
+from .zipread import copy_entry
 
-COPY_BUFFER = 1 << 20
 EXTRACT_THREADS = max(2, min(4, os.cpu_count() or 2))
 log = logging.getLogger("datahubsync.install")
 
@@ -30,18 +29,21 @@ class Installed:
 
 
 class EntryFeed:
-    """Hands entries to extraction workers in package order, each once its bytes are on disk.
+    """Hands the plan's files to extraction workers in package order, each once its bytes are on disk.
 
-    `source` is a download still in progress (None: the package is complete). Taken entries are
+    `source` is a download still in progress (None: the package is complete). Taken files are
     skipped with a next-free pointer table, so finding work stays cheap for tens of thousands of files.
     """
 
-    def __init__(self, entries: tuple[Entry, ...], source=None):
-        self.entries = sorted(entries, key=lambda e: e.info.header_offset)
-        self.offsets = [e.info.header_offset for e in self.entries]
+    def __init__(self, plan: PackagePlan, source=None):
+        self.plan = plan
+        starts = [plan.directory.offsets[i] + plan.directory.shift for i in plan.indexes]
+        self.order = array.array("L", sorted(range(plan.file_count), key=starts.__getitem__))
+        self.offsets = array.array("Q", (starts[k] for k in self.order))
+        del starts
         self.source = source
-        self._next = list(range(len(self.entries) + 1))
-        self._left = len(self.entries)
+        self._next = array.array("L", range(plan.file_count + 1))
+        self._left = plan.file_count
         self._lock = threading.Lock()
 
     def _free(self, i: int) -> int:
@@ -52,13 +54,13 @@ class EntryFeed:
             self._next[i], i = root, self._next[i]
         return root
 
-    def _pick(self, spans: list[tuple[int, int]]) -> Entry | None:
+    def _pick(self, spans: list[tuple[int, int]]) -> int | None:
         for start, end in spans:
             i = self._free(bisect.bisect_left(self.offsets, start))
-            if i < len(self.entries) and self.offsets[i] < end and self.entries[i].end <= end:
+            if i < len(self.order) and self.offsets[i] < end and self.plan.ends[self.order[i]] <= end:
                 self._next[i] = i + 1
                 self._left -= 1
-                return self.entries[i]
+                return self.order[i]
         return None
 
     def take(self, stop: threading.Event) -> Entry | None:
@@ -67,59 +69,59 @@ class EntryFeed:
             with self._lock:
                 if not self._left:
                     return None
-                entry = self._pick(spans)
-            if entry is not None:
-                return entry
+                k = self._pick(spans)
+            if k is not None:
+                return self.plan.entry(k)
             if stop.is_set():
                 raise Interrupted("stopped by signal")
             spans = self.source.wait_changed(0.5)
 
 
-def _extract_some(archive: zipfile.ZipFile, feed: EntryFeed, staging: Path, stop: threading.Event,
-                  zone: tzinfo) -> None:
+def _extract_some(package: Package, feed: EntryFeed, staging: Path, stop: threading.Event, zone: tzinfo) -> None:
+    made: set[Path] = set()
     while (entry := feed.take(stop)) is not None:
         if stop.is_set():
             raise Interrupted("stopped by signal")
         dest = staging / entry.target
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        if dest.parent not in made:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            made.add(dest.parent)
         try:
-            with archive.open(entry.info) as src, open(dest, "wb") as out:
-                shutil.copyfileobj(src, out, COPY_BUFFER)
-        except zipfile.BadZipFile as exc:
-            raise PackageError(f"entry {entry.info.filename!r}: {exc}") from None
-        except (zipfile.LargeZipFile, NotImplementedError, RuntimeError, EOFError) as exc:
-            raise PackageError(f"entry {entry.info.filename!r}: cannot extract: {exc}") from None
+            with open(dest, "wb") as out:
+                copy_entry(package.fd, entry.view, out.write, stop.is_set)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise DiskFullError(f"disk full while extracting {entry.info.filename!r} into {staging}") from None
+                raise DiskFullError(f"disk full while extracting {entry.view.name!r} into {staging}") from None
             raise
+        if stop.is_set():
+            raise Interrupted("stopped by signal")
         try:
-            stamp = datetime(*entry.info.date_time, tzinfo=zone).timestamp()
+            stamp = datetime(*entry.view.date_time, tzinfo=zone).timestamp()
             os.utime(dest, (stamp, stamp))
         except ValueError:
             pass            # an impossible date in the entry: keep the extraction time
 
 
-def extract(package: Path | zipfile.ZipFile, plan: PackagePlan, staging: Path, stop: threading.Event,
+def extract(package: Path | Package, plan: PackagePlan, staging: Path, stop: threading.Event,
             zone: tzinfo, source=None) -> None:
     """Unpack every file of the plan below `staging`, checking each CRC; then flush it to disk once.
 
-    With `source` (a download in progress) each entry is extracted as soon as its bytes arrive.
+    With `source` (a download in progress) each file is extracted as soon as its bytes arrive.
     """
     remove_tree(staging)
     staging.mkdir(parents=True)
     for folder in plan.dirs:
         (staging / folder).mkdir(parents=True, exist_ok=True)
-    feed = EntryFeed(plan.files, source)
+    feed = EntryFeed(plan, source)
     halt = threading.Event()
     relay = threading.Thread(target=lambda: (stop.wait(), halt.set()), daemon=True)
     relay.start()
-    archive = package if isinstance(package, zipfile.ZipFile) else open_package(package)
+    opened = package if isinstance(package, Package) else open_package(package)
+    errors: list[BaseException] = []
     try:
-        threads = min(EXTRACT_THREADS, max(1, len(plan.files)))
+        threads = min(EXTRACT_THREADS, max(1, plan.file_count))
         with ThreadPoolExecutor(max_workers=threads) as pool:
-            futures = [pool.submit(_extract_some, archive, feed, staging, halt, zone) for _ in range(threads)]
-            errors = []
+            futures = [pool.submit(_extract_some, opened, feed, staging, halt, zone) for _ in range(threads)]
             for future in futures:
                 try:
                     future.result()
@@ -127,8 +129,8 @@ def extract(package: Path | zipfile.ZipFile, plan: PackagePlan, staging: Path, s
                     halt.set()
                     errors.append(exc)
     finally:
-        if archive is not package:
-            archive.close()
+        if opened is not package:
+            opened.close()
     if errors:
         raise next((e for e in errors if not isinstance(e, Interrupted)), errors[0])
     # One flush for the whole tree: cheaper than an fsync per file, and the swap below happens after it.
@@ -151,16 +153,16 @@ def _overlay_conflict(target: Path, plan: PackagePlan) -> str | None:
         path = target / folder
         if path.exists() and not path.is_dir():
             return f"the package has a folder {folder!r} where {path} is a file"
-    for entry in plan.files:
-        dest = target / entry.target
+    for relative in plan.targets:
+        dest = target / relative
         if dest.is_dir() and not dest.is_symlink():
-            return f"the package has a file {entry.target!r} where {dest} is a folder"
+            return f"the package has a file {relative!r} where {dest} is a folder"
         for parent in dest.parents:
             if parent == target or parent in checked:
                 break
             checked.add(parent)
             if parent.exists() and not parent.is_dir():
-                return f"the package puts {entry.target!r} under {parent}, which is a file locally"
+                return f"the package puts {relative!r} under {parent}, which is a file locally"
     return None
 
 
@@ -173,12 +175,12 @@ def install_overlay(staging: Path, plan: PackagePlan, target: Path) -> Installed
     made: set[Path] = set()
     for folder in plan.dirs:
         (target / folder).mkdir(parents=True, exist_ok=True)
-    for entry in plan.files:
-        dest = target / entry.target
+    for relative in plan.targets:
+        dest = target / relative
         if dest.parent not in made:
             dest.parent.mkdir(parents=True, exist_ok=True)
             made.add(dest.parent)
-        os.replace(staging / entry.target, dest)
+        os.replace(staging / relative, dest)
     for parent in made | {target}:
         fsync_dir(parent)
     remove_tree(staging)
@@ -188,7 +190,7 @@ def install_overlay(staging: Path, plan: PackagePlan, target: Path) -> Installed
 def deletion_share(target: Path, plan: PackagePlan) -> tuple[int, int]:
     """(files mirror mode would delete, files there now)."""
     existing = _count_files(target) if target.is_dir() else set()
-    keep = {e.target for e in plan.files}
+    keep = set(plan.targets)
     return len(existing - keep), len(existing)
 
 

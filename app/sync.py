@@ -158,8 +158,8 @@ class DatasetSync:
         fetch = BackgroundDownload(download, self.run.stop)
         try:
             early = self._obtain(download, fetch.wait_directory)
-            with open_package(download.part) as archive:    # its central directory is read once
-                plan = inspect_package(archive, strip_components=self.ds.strip_components, zone=self.run.zone,
+            with open_package(download.part) as package:    # its central directory is read once
+                plan = inspect_package(package, strip_components=self.ds.strip_components, zone=self.run.zone,
                                        max_ratio=self.config.sync.max_compression_ratio,
                                        max_total=self.config.sync.max_unpacked_size)
                 self._report_shape(remote, plan)
@@ -168,7 +168,7 @@ class DatasetSync:
                 if self.ds.mode == "mirror":
                     self._guard_deletions(plan)
                 try:
-                    self._extract(archive, plan, fetch, early)
+                    self._extract(package, plan, fetch, early)
                 except BaseException:
                     remove_tree(self.work.staging)
                     raise
@@ -210,10 +210,10 @@ class DatasetSync:
             download.discard()
             raise
 
-    def _extract(self, archive, plan, fetch: BackgroundDownload, early: bool) -> None:
+    def _extract(self, package, plan, fetch: BackgroundDownload, early: bool) -> None:
         """Unpack into staging: while the download goes on when its central directory came first."""
         try:
-            extract(archive, plan, self.work.staging, self.run.stop, self.run.zone,
+            extract(package, plan, self.work.staging, self.run.stop, self.run.zone,
                     source=fetch.download if early else None)
         except DownloadError:
             if not fetch.running():

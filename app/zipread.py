@@ -1,0 +1,189 @@
+"""A compact ZIP reader: the central directory as arrays (not one object per entry), and entries
+streamed with their CRC and size checked, so memory stays flat for packages of any file count.
+
+Only what packages use (HUB_API section 6): stored and deflated entries, ZIP64, data descriptors.
+"""
+from __future__ import annotations
+
+import array
+import os
+import struct
+import zipfile
+import zlib
+from dataclasses import dataclass
+from typing import BinaryIO, Callable, Iterator
+
+from .errors import PackageError
+
+STORED, DEFLATED = 0, 8
+_CENTRAL = struct.Struct("<4s4B4HL2L5H2L")
+_LOCAL = struct.Struct("<4s2B4HL2L2H")
+_CENTRAL_SIG, _LOCAL_SIG = b"PK\x01\x02", b"PK\x03\x04"
+_ZIP64_EXTRA = 0x0001
+_MAX32, _MAX16 = 0xFFFFFFFF, 0xFFFF
+READ_CHUNK = 1 << 20
+OUT_CHUNK = 4 << 20          # decompressed bytes held at once, whatever the compression ratio
+
+
+@dataclass(frozen=True, slots=True)
+class EntryView:
+    """One entry, made on demand from the arrays (never stored)."""
+
+    index: int
+    name: str
+    offset: int
+    compressed: int
+    size: int
+    crc: int
+    method: int
+    flags: int
+    dostime: int
+    mode: int            # Unix file type and permissions, 0 when the creator recorded none
+
+    @property
+    def is_dir(self) -> bool:
+        return self.name.endswith("/")
+
+    @property
+    def date_time(self) -> tuple[int, int, int, int, int, int]:
+        d, t = self.dostime >> 16, self.dostime & 0xFFFF
+        return ((d >> 9) + 1980, (d >> 5) & 0xF, d & 0x1F, t >> 11, (t >> 5) & 0x3F, (t & 0x1F) * 2)
+
+
+class CentralDirectory:
+    """Every entry's facts in parallel arrays (about 100 bytes an entry, names included)."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.offsets = array.array("Q")
+        self.compressed = array.array("Q")
+        self.sizes = array.array("Q")
+        self.crcs = array.array("L")
+        self.methods = array.array("H")
+        self.flags = array.array("H")
+        self.dostimes = array.array("L")
+        self.modes = array.array("L")
+        self.start = 0          # where the central directory begins (the end of the last entry)
+        self.shift = 0          # bytes prepended to the archive (offsets are relative to the ZIP)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def entry(self, i: int) -> EntryView:
+        return EntryView(i, self.names[i], self.offsets[i] + self.shift, self.compressed[i], self.sizes[i],
+                         self.crcs[i], self.methods[i], self.flags[i], self.dostimes[i], self.modes[i])
+
+    def __iter__(self) -> Iterator[EntryView]:
+        return (self.entry(i) for i in range(len(self)))
+
+
+def _zip64_values(extra: bytes, wanted: list[str], name: str) -> dict[str, int]:
+    """Sizes and offset that did not fit 32 bits, from the ZIP64 extra field, in their fixed order."""
+    pos = 0
+    while pos + 4 <= len(extra):
+        kind, length = struct.unpack_from("<HH", extra, pos)
+        if kind == _ZIP64_EXTRA:
+            body = extra[pos + 4: pos + 4 + length]
+            if len(body) < 8 * len(wanted):
+                raise PackageError(f"entry {name!r}: ZIP64 extra field too short")
+            return {key: struct.unpack_from("<Q", body, 8 * i)[0] for i, key in enumerate(wanted)}
+        pos += 4 + length
+    raise PackageError(f"entry {name!r}: ZIP64 sizes announced but no ZIP64 extra field")
+
+
+def read_directory(fh: BinaryIO) -> CentralDirectory:
+    """Parse the central directory (PackageError for anything that is not a sound ZIP)."""
+    try:
+        end = zipfile._EndRecData(fh)       # the stdlib's reader of the end records, ZIP64 included
+    except OSError as exc:
+        raise PackageError(f"cannot read the package: {exc.strerror or exc}") from None
+    if not end:
+        raise PackageError("not a valid ZIP file: no end of central directory record")
+    size, offset = end[zipfile._ECD_SIZE], end[zipfile._ECD_OFFSET]
+    shift = end[zipfile._ECD_LOCATION] - size - offset
+    if end[zipfile._ECD_SIGNATURE] == zipfile.stringEndArchive64:
+        shift -= zipfile.sizeEndCentDir64 + zipfile.sizeEndCentDir64Locator
+    if shift < 0:
+        raise PackageError("not a valid ZIP file: the central directory lies outside the file")
+    fh.seek(offset + shift)
+    data = fh.read(size)
+    if len(data) != size:
+        raise PackageError("not a valid ZIP file: truncated central directory")
+    directory = CentralDirectory()
+    directory.start, directory.shift = offset + shift, shift
+    pos = 0
+    while pos < size:
+        if size - pos < _CENTRAL.size:
+            raise PackageError("not a valid ZIP file: truncated central directory record")
+        (sig, _cv, system, _ev, _r, flags, method, t, d, crc, csize, usize, n, m, k,
+         _disk, _internal, external, offset_e) = _CENTRAL.unpack_from(data, pos)
+        if sig != _CENTRAL_SIG:
+            raise PackageError("not a valid ZIP file: bad central directory record")
+        raw = data[pos + _CENTRAL.size: pos + _CENTRAL.size + n]
+        name = raw.decode("utf-8" if flags & 0x800 else "cp437", errors="strict" if flags & 0x800 else "replace")
+        extra = data[pos + _CENTRAL.size + n: pos + _CENTRAL.size + n + m]
+        wanted = [key for key, value in (("size", usize), ("compressed", csize), ("offset", offset_e))
+                  if value == _MAX32]
+        if wanted:
+            big = _zip64_values(extra, wanted, name)
+            usize, csize, offset_e = big.get("size", usize), big.get("compressed", csize), big.get("offset", offset_e)
+        directory.names.append(name)
+        directory.offsets.append(offset_e)
+        directory.compressed.append(csize)
+        directory.sizes.append(usize)
+        directory.crcs.append(crc)
+        directory.methods.append(method)
+        directory.flags.append(flags)
+        directory.dostimes.append((d << 16) | t)
+        directory.modes.append(external >> 16 if system == 3 else 0)
+        pos += _CENTRAL.size + n + m + k
+    return directory
+
+
+def copy_entry(fd: int, entry: EntryView, write: Callable[[bytes], object],
+               should_stop: Callable[[], bool] = lambda: False) -> None:
+    """Stream one entry's bytes to `write`, checking the local header, the size and the CRC."""
+    header = os.pread(fd, _LOCAL.size, entry.offset)
+    if len(header) != _LOCAL.size or header[:4] != _LOCAL_SIG:
+        raise PackageError(f"entry {entry.name!r}: bad local header")
+    n, m = _LOCAL.unpack(header)[-2:]
+    local_name = os.pread(fd, n, entry.offset + _LOCAL.size)
+    if local_name.decode("utf-8" if entry.flags & 0x800 else "cp437", errors="replace") != entry.name:
+        raise PackageError(f"entry {entry.name!r}: the local header names another file")
+    pos, left = entry.offset + _LOCAL.size + n + m, entry.compressed
+    inflater = zlib.decompressobj(-15) if entry.method == DEFLATED else None
+    crc, produced = 0, 0
+
+    def emit(data: bytes) -> None:
+        nonlocal crc, produced
+        produced += len(data)
+        if produced > entry.size:
+            raise PackageError(f"entry {entry.name!r}: more data than its declared size {entry.size}")
+        crc = zlib.crc32(data, crc)
+        write(data)
+
+    try:
+        while left > 0:
+            if should_stop():
+                return
+            chunk = os.pread(fd, min(READ_CHUNK, left), pos)
+            if not chunk:
+                raise PackageError(f"entry {entry.name!r}: the package ends inside its data")
+            pos, left = pos + len(chunk), left - len(chunk)
+            if inflater is None:
+                emit(chunk)
+                continue
+            while chunk:
+                emit(inflater.decompress(chunk, OUT_CHUNK))
+                chunk = inflater.unconsumed_tail
+        if inflater is not None:
+            while not inflater.eof and (rest := inflater.decompress(b"", OUT_CHUNK)):
+                emit(rest)
+            if not inflater.eof:
+                raise PackageError(f"entry {entry.name!r}: its compressed data ends early")
+    except zlib.error as exc:
+        raise PackageError(f"entry {entry.name!r}: corrupt compressed data ({exc})") from None
+    if produced != entry.size:
+        raise PackageError(f"entry {entry.name!r}: {produced} bytes, its header says {entry.size}")
+    if crc != entry.crc:
+        raise PackageError(f"entry {entry.name!r}: bad CRC-32 (the data is corrupt)")
