@@ -71,8 +71,10 @@ def _stop_on_signals(stop: threading.Event) -> None:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
+    from app.memory import single_malloc_arena
     from app.report import exit_code, log_summary
     from app.sync import SyncRun
+    single_malloc_arena()
     config = _config(args)
     _setup_logs(config)
     stop = threading.Event()

@@ -7,6 +7,7 @@ its facts in arrays, so its memory hardly grows with the number of files.
 from __future__ import annotations
 
 import array
+import bisect
 import os
 import re
 import stat
@@ -133,10 +134,10 @@ def inspect_package(source: Path | Package, *, strip_components: int, zone: tzin
     else:
         with open_package(source) as package:
             directory = package.directory
-    following = _next_offsets(directory)
+    starts = array.array("Q", sorted(set(directory.offsets)))
     indexes, ends, targets = array.array("L"), array.array("Q"), []
     dirs: set[str] = set()
-    seen: dict[str, str] = {}
+    seen: set[str] = set()
     total = 0
     newest = 0
     for e in directory:
@@ -149,9 +150,10 @@ def inspect_package(source: Path | Package, *, strip_components: int, zone: tzin
         target = "/".join(kept)
         target = e.name if target == e.name else target      # share the string when nothing changed
         key = target.casefold()
+        key = target if key == target else key               # no second string for lower-case names
         if key in seen and not (is_dir and target in dirs):
-            raise PackageError(f"entry {e.name!r}: duplicate of {seen[key]!r}")
-        seen[key] = e.name
+            raise PackageError(f"entry {e.name!r}: duplicate of {_first_named(directory, key, strip_components)!r}")
+        seen.add(key)
         if is_dir:
             dirs.add(target)
             continue
@@ -160,7 +162,7 @@ def inspect_package(source: Path | Package, *, strip_components: int, zone: tzin
             raise PackageError(f"the package unpacks to more than sync.max_unpacked_size ({max_total} bytes)")
         newest = max(newest, e.dostime)
         indexes.append(e.index)
-        ends.append(following.get(e.offset, directory.start))
+        ends.append(_end_of(starts, e.offset - directory.shift, directory))
         targets.append(target)
     del seen
     _check_file_dir_clash(directory, indexes, targets, dirs)
@@ -177,10 +179,20 @@ def _content_time(dostime: int, zone: tzinfo) -> datetime | None:
         return None
 
 
-def _next_offsets(directory: CentralDirectory) -> dict[int, int]:
-    """For each entry's offset, where the next entry (or the central directory) starts."""
-    offsets = sorted({o + directory.shift for o in directory.offsets})
-    return dict(zip(offsets, offsets[1:] + [directory.start]))
+def _end_of(starts: array.array, raw_offset: int, directory: CentralDirectory) -> int:
+    """Where an entry's bytes end: the next entry's start, or the central directory."""
+    i = bisect.bisect_right(starts, raw_offset)
+    return starts[i] + directory.shift if i < len(starts) else directory.start
+
+
+def _first_named(directory: CentralDirectory, key: str, strip_components: int) -> str:
+    """The earlier entry a duplicate repeats (only looked up to word the error)."""
+    for name in directory.names:
+        kept = "/".join(p for p in name.split("/") if p not in ("", "."))
+        kept = "/".join(kept.split("/")[strip_components:])
+        if kept.casefold() == key.casefold():
+            return name
+    return key
 
 
 def _check_file_dir_clash(directory: CentralDirectory, indexes, targets: list[str], dirs: set[str]) -> None:
