@@ -184,16 +184,19 @@ class DatasetSync:
                 raise
         finally:
             fetch.cancel()
+        self._record_installed(got, sha, plan, version_time, warning, done)
+        self._keep_or_drop(download)
+        return SyncResult.ok(name, "success", version=to_iso(version_time), files=done.files, bytes=done.bytes, warning=warning)
+
+    def _record_installed(self, got, sha: str, plan, version_time, warning: str | None, done) -> None:
         now = to_iso(utcnow())
-        self.store.replace_installed(name, {
+        self.store.replace_installed(self.ds.name, {
             "last_updated": to_iso(version_time), "sha256": sha, "synced_at": now, "files": done.files,
             "bytes": done.bytes, "identity": got.identity.to_json(),
             "package_time": to_iso(plan.content_time) if plan.content_time else None,
         }, status="success", error=None, attempted_at=now, last_ok_at=now, warning=warning, stale_identity=None)
-        self._keep_or_drop(download)
         self.log.info("installed version %s: %d files, %s%s", to_iso(version_time), done.files, human_bytes(done.bytes),
                       f", {done.removed} removed" if done.removed else "")
-        return SyncResult.ok(name, "success", version=to_iso(version_time), files=done.files, bytes=done.bytes, warning=warning)
 
     def _obtain(self, download: PackageDownload, step):
         """Run a download step, turning what the hub answered into this dataset's outcome."""
