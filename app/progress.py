@@ -46,10 +46,6 @@ class Progress:
         stream = stream if stream is not None else sys.stderr
         self.bar = stream if getattr(stream, "isatty", lambda: False)() else None
 
-    def set_total(self, total: int | None, done: int) -> None:
-        with self._lock:
-            self.total, self.done, self.start_bytes = total, done, done
-
     def add(self, n: int) -> None:
         with self._lock:
             self.done += n
