@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import tempfile
 from pathlib import Path
 from typing import Mapping, TextIO
 
 from .config import Config
 from .errors import DataHubSyncError, ExitCode
-from .fsutil import free_bytes, nearest_existing
+from .fsutil import free_bytes, nearest_existing, permission_hint
 from .hub import HubClient
 from .plan import space_needed
 from .progress import human_bytes
@@ -39,9 +38,7 @@ def _writable(path: Path) -> str | None:
         with tempfile.NamedTemporaryFile(dir=probe, prefix=".datahubsync-check-"):
             pass
     except OSError as exc:
-        uid, gid = os.getuid(), os.getgid()
-        return (f"{probe} is not writable by uid {uid} ({exc.strerror}); "
-                f"run `chown -R {uid}:{gid}` on it or set the container's user to its owner")
+        return f"{permission_hint(probe)} ({exc.strerror})"
     return None
 
 

@@ -75,10 +75,7 @@ def exchange(a: Path, b: Path) -> bool:
 
 def free_bytes(path: Path) -> int:
     """Free space for this process on the filesystem of `path` (or its nearest existing parent)."""
-    probe = Path(path)
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    return shutil.disk_usage(probe).free
+    return shutil.disk_usage(nearest_existing(path)).free
 
 
 def nearest_existing(path: Path) -> Path:
@@ -86,6 +83,13 @@ def nearest_existing(path: Path) -> Path:
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     return probe
+
+
+def permission_hint(path: Path) -> str:
+    """What to do when this process may not write `path` (names the uid that needs access)."""
+    uid, gid = os.getuid(), os.getgid()
+    return (f"{path} is not writable by uid {uid} (gid {gid}); on the host run `chown -R {uid}:{gid} <data folder>` "
+            f"or run the container with `user:` set to the folder's owner")
 
 
 def remove_tree(path: Path) -> None:

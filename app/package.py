@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import Iterator
 
 from .errors import PackageError
-from .zipread import DEFLATED, STORED, CentralDirectory, EntryView, read_directory
+from .zipread import DEFLATED, STORED, CentralDirectory, EntryView, dos_date_time, read_directory
 
 SUPPORTED_METHODS = {STORED: "stored", DEFLATED: "deflated"}
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -172,9 +172,8 @@ def inspect_package(source: Path | Package, *, strip_components: int, zone: tzin
 def _content_time(dostime: int, zone: tzinfo) -> datetime | None:
     if not dostime:
         return None
-    d, t = dostime >> 16, dostime & 0xFFFF
     try:
-        return datetime((d >> 9) + 1980, (d >> 5) & 0xF, d & 0x1F, t >> 11, (t >> 5) & 0x3F, (t & 0x1F) * 2, tzinfo=zone)
+        return datetime(*dos_date_time(dostime), tzinfo=zone)
     except ValueError:
         return None
 

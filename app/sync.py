@@ -14,7 +14,7 @@ from .download import PackageDownload
 from .fetch import BackgroundDownload
 from .errors import (ConfigError, DataHubSyncError, DiskFullError, DownloadError, HubError, IdentityChanged,
                      InstallError, Interrupted, NotPublishedError)
-from .fsutil import free_bytes, is_empty_dir, nearest_existing, remove_tree
+from .fsutil import free_bytes, is_empty_dir, nearest_existing, permission_hint, remove_tree
 from .hub import HubClient
 from .identity import Identity
 from .install import deletion_share, extract, install_mirror, install_overlay, recover_swap
@@ -38,12 +38,6 @@ class NotReady(DataHubSyncError):
     def __init__(self, message: str, status: str):
         super().__init__(message)
         self.status = status
-
-
-def permission_hint(path: Path) -> str:
-    uid, gid = os.getuid(), os.getgid()
-    return (f"{path} is not writable by uid {uid} (gid {gid}); on the host run `chown -R {uid}:{gid} <data folder>` "
-            f"or run the container with `user:` set to the folder's owner")
 
 
 def check_writable(path: Path) -> None:

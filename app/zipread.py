@@ -25,6 +25,12 @@ READ_CHUNK = 1 << 20
 OUT_CHUNK = 4 << 20          # decompressed bytes held at once, whatever the compression ratio
 
 
+def dos_date_time(dostime: int) -> tuple[int, int, int, int, int, int]:
+    """An MS-DOS date (high 16 bits) and time (low 16 bits) as (year, month, day, hour, minute, second)."""
+    d, t = dostime >> 16, dostime & 0xFFFF
+    return ((d >> 9) + 1980, (d >> 5) & 0xF, d & 0x1F, t >> 11, (t >> 5) & 0x3F, (t & 0x1F) * 2)
+
+
 @dataclass(frozen=True, slots=True)
 class EntryView:
     """One entry, made on demand from the arrays (never stored)."""
@@ -46,8 +52,7 @@ class EntryView:
 
     @property
     def date_time(self) -> tuple[int, int, int, int, int, int]:
-        d, t = self.dostime >> 16, self.dostime & 0xFFFF
-        return ((d >> 9) + 1980, (d >> 5) & 0xF, d & 0x1F, t >> 11, (t >> 5) & 0x3F, (t & 0x1F) * 2)
+        return dos_date_time(self.dostime)
 
 
 class CentralDirectory:
