@@ -6,6 +6,8 @@ import ctypes.util
 import errno
 import os
 import shutil
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 _libc = None
@@ -52,6 +54,29 @@ def syncfs(path: Path) -> None:
     finally:
         os.close(fd)
     os.sync()
+
+
+@contextmanager
+def writeback_behind(path: Path, every: float):
+    """While the block runs, flush the filesystem holding `path` every `every` seconds from a thread.
+
+    The disk then writes what the block produced while the block produces more (the kernel would
+    otherwise hold it all back for up to 30 s), and the block's final syncfs finds little left.
+    """
+    done = threading.Event()
+
+    def flush() -> None:
+        while not done.wait(every):
+            try:
+                syncfs(path)
+            except OSError:
+                return          # `path` went away: the block failed and cleans up
+
+    threading.Thread(target=flush, daemon=True, name="writeback").start()
+    try:
+        yield
+    finally:
+        done.set()
 
 
 RENAME_EXCHANGE = 2
