@@ -190,6 +190,21 @@ def install_overlay(staging: Path, plan: PackagePlan, target: Path) -> Installed
     return Installed(plan.file_count, plan.total_bytes)
 
 
+def _move_whole(staging: Path, target: Path) -> bool:
+    """A first install (no target yet): one rename puts the whole tree in place."""
+    if target.exists() or target.is_symlink():
+        return False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.rename(staging, target)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+            return False        # the target appeared meanwhile: install file by file
+        raise
+    fsync_dir(target.parent)
+    return True
+
+
 def deletion_share(target: Path, plan: PackagePlan) -> tuple[int, int]:
     """(files mirror mode would delete, files there now)."""
     existing = _count_files(target) if target.is_dir() else set()
@@ -203,9 +218,7 @@ def install_mirror(staging: Path, plan: PackagePlan, target: Path, previous: Pat
     remove_tree(previous)
     previous.parent.mkdir(parents=True, exist_ok=True)
     target.parent.mkdir(parents=True, exist_ok=True)
-    if not target.exists():
-        os.rename(staging, target)
-        fsync_dir(target.parent)
+    if _move_whole(staging, target):
         return Installed(plan.file_count, plan.total_bytes, 0)
     if not target.is_dir() or target.is_symlink():
         raise InstallError(f"{target} exists and is not a folder")

@@ -70,6 +70,33 @@ def test_overlay_into_a_missing_target_with_empty_folders(tmp_path: Path) -> Non
     assert tree(target) == {"x/y.csv": b"1"}
 
 
+def test_first_overlay_moves_the_staged_tree_in_one_rename(tmp_path: Path) -> None:
+    package = make_package(tmp_path / "p.zip", {"a.csv": b"a", "sub/b.csv": b"b"})
+    staging, target = tmp_path / "staging", tmp_path / "new" / "data"
+    plan = unpack(package, staging)
+    inodes = {name: (staging / name).stat().st_ino for name in ("a.csv", "sub/b.csv")}
+    folder = staging.stat().st_ino
+    done = install_overlay(staging, plan, target)
+    assert (done.files, done.bytes) == (2, 2)
+    assert target.stat().st_ino == folder              # the staging folder itself, renamed
+    assert {name: (target / name).stat().st_ino for name in inodes} == inodes
+    assert not staging.exists()
+
+
+def test_overlay_into_an_existing_empty_folder_keeps_that_folder(tmp_path: Path) -> None:
+    """A folder the user made (owner, mode, mount point) stays; only files go into it."""
+    target = tmp_path / "data"
+    target.mkdir()
+    os.chmod(target, 0o2770)
+    folder = target.stat().st_ino
+    package = make_package(tmp_path / "p.zip", {"a.csv": b"a"})
+    staging = tmp_path / "staging"
+    install_overlay(staging, unpack(package, staging), target)
+    assert target.stat().st_ino == folder
+    assert target.stat().st_mode & 0o7777 == 0o2770
+    assert tree(target) == {"a.csv": b"a"}
+
+
 def test_overlay_replacement_is_a_new_inode(tmp_path: Path) -> None:
     """os.replace: a reader holding the old file keeps reading the old content."""
     target = tmp_path / "data"
