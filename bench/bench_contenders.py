@@ -6,6 +6,7 @@ import os
 import shlex
 import shutil
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,12 +36,50 @@ class Context:
     work: Path  # scratch space of this scenario
     connections: int
     timeout: float
+    keep: bool = True  # every run writes into a new folder; the scenario's folders go at its end (see clear)
+    _made: int = 0
 
-    def fresh(self, *parts: str) -> Path:
-        path = self.work.joinpath(*parts)
+    def fresh(self, label: str) -> Path:
+        """An empty folder for one run."""
+        if self.keep:
+            self._made += 1
+            path = self.work / f"{label}-{self._made}"
+        else:
+            path = self.work / label
         shutil.rmtree(path, ignore_errors=True)
         path.mkdir(parents=True)
         return path
+
+    def round_done(self) -> None:
+        """Without room to keep every run's output, a round's output goes as soon as the round ends."""
+        if not self.keep:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+    def clear(self) -> None:
+        """The end of a scenario: its output goes, and the next scenario waits until (see settle)."""
+        global _cleared_at
+        if self.work.exists():
+            shutil.rmtree(self.work, ignore_errors=True)
+            os.sync()
+            _cleared_at = time.monotonic()
+
+
+# ext4 without a journal does not hand out an inode freed in the last 60 s (fs/ext4/ialloc.c,
+# recently_deleted): it reads inode tables to skip each one. Creating thousands of files right after
+# thousands were deleted was measured 1.1 to 1.6 times slower (curl + unzip 11.8-13.3 s without a
+# deletion just before, 12.7-19.7 s with one), which made the runs after a deletion noisy. So nothing is
+# deleted while a scenario runs, and a scenario that follows a deletion waits that minute out first.
+RECYCLE_WINDOW = 62.0
+_cleared_at: float | None = None
+
+
+def settle() -> None:
+    if _cleared_at is None:
+        return
+    left = RECYCLE_WINDOW - (time.monotonic() - _cleared_at)
+    if left > 0:
+        print(f"  waiting {left:.0f} s: freed inodes are not reused for a minute (see bench/README.md)", flush=True)
+        time.sleep(left)
 
 
 def _sample(run: Run, hub: Nginx | None, mark: int, note: str = "") -> Sample:
@@ -97,14 +136,16 @@ class Sync:
     """`python entrypoint.py sync` configured by environment variables only, like a container."""
 
     def __init__(self, ctx: Context, hub: Nginx, packages: list[Package], label: str = "sync") -> None:
-        self.ctx, self.hub, self.packages = ctx, hub, packages
-        self.base = ctx.work / label
+        self.ctx, self.hub, self.packages, self.label = ctx, hub, packages, label
+        self.base = ctx.work / label        # until reset() makes the first run's folder
         self.data, self.state = self.base / "data", self.base / "state"
 
     def reset(self) -> None:
-        shutil.rmtree(self.base, ignore_errors=True)
-        self.data.mkdir(parents=True)
-        self.state.mkdir(parents=True)
+        """A new empty data and state folder (again() reuses the last ones)."""
+        self.base = self.ctx.fresh(self.label)
+        self.data, self.state = self.base / "data", self.base / "state"
+        self.data.mkdir()
+        self.state.mkdir()
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DATAHUB")}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import bench_data
 from app.sample_data import dataset_name
-from bench_contenders import Context, Sample, Sync, aria2_unzip, curl_unzip, download_only
+from bench_contenders import Context, Sample, Sync, aria2_unzip, curl_unzip, download_only, settle
 from bench_report import Outcome, Target
 from bench_servers import Nginx, ProductServe
 
@@ -34,9 +34,16 @@ class Settings:
     sha256: bool
     sync_missing: str | None  # why `sync` cannot run, or None
 
-    def context(self, scenario: str) -> Context:
-        return Context(repo=self.repo, work=self.work / "runs" / scenario, connections=self.connections,
-                       timeout=self.timeout)
+    def context(self, scenario: str, need: float = 0) -> Context:
+        """The scenario's scratch space; `need`: bytes its runs write in all, kept until it ends if they fit."""
+        settle()
+        work = self.work / "runs" / scenario
+        work.mkdir(parents=True, exist_ok=True)
+        keep = shutil.disk_usage(work).free > need + 2e9
+        if not keep:
+            _say(f"only {shutil.disk_usage(work).free / 1e9:.0f} GB free for {need / 1e9:.0f} GB of output: "
+                 "each round's output is deleted before the next round, which slows the next round's files")
+        return Context(repo=self.repo, work=work, connections=self.connections, timeout=self.timeout, keep=keep)
 
     def package(self, size_mb: float, seed: int = 1, name: str = "stock-trading-data-pro") -> bench_data.Package:
         return bench_data.package(self.work / "data", name, n_files=bench_data.files_for(size_mb), seed=seed)
@@ -93,7 +100,8 @@ def download(settings: Settings, scenario: str) -> Outcome:
               "sha256 in listing": "yes" if settings.sha256 else "no"}
     title = f"Per-connection limit ({_rate(settings.rate)} per connection)" if capped else "Unthrottled loopback"
     outcome = Outcome(scenario, title, params, rows={})
-    ctx = settings.context(scenario)
+    # per round: curl and aria2c keep package + tree, two syncs a tree each (the package is deleted)
+    ctx = settings.context(scenario, need=settings.runs * (2 * pkg.size + 4 * pkg.raw_bytes))
     with Nginx(root, limit_rate=settings.rate if capped else None) as hub:
         url = f"{hub.url}/package/{pkg.name}.zip"
         for round_ in range(1, settings.runs + 1):
@@ -106,7 +114,8 @@ def download(settings: Settings, scenario: str) -> Outcome:
             if _record(outcome, cold, sync.cold()).ok:
                 _record(outcome, noop, sync.again())
             _record(outcome, resume, sync.resume())
-            shutil.rmtree(ctx.work, ignore_errors=True)  # a gigabyte per contender: free it each round
+            ctx.round_done()
+    ctx.clear()
     labels = list(outcome.rows)
     outcome.ratios = [("÷ curl", {label: CURL for label in labels}), ("÷ aria2c", {label: aria for label in labels})]
     if settings.sync_missing:
@@ -147,7 +156,7 @@ def many(settings: Settings) -> Outcome:
     params = {"datasets": f"{count} × 20 files ({size / 1e6:.0f} MB zipped in all)", "runs": str(settings.runs),
               "sha256 in listing": "yes" if settings.sha256 else "no"}
     outcome = Outcome("many", f"Many datasets ({count} small ones, all up to date)", params, rows={})
-    ctx = settings.context("many")
+    ctx = settings.context("many", need=2 * size)
     listing, noop = "curl /api/datasets (floor)", f"sync (no-op, {count} datasets)"
     startup = "python start-up + import requests, yaml"
     with Nginx(root) as hub:
@@ -161,6 +170,7 @@ def many(settings: Settings) -> Outcome:
             _record(outcome, startup, download_only(ctx, "python", [sys.executable, "-c", "import requests, yaml"], 0))
             if not settings.sync_missing and outcome.ok(f"sync (cold, {count} datasets)"):
                 _record(outcome, noop, sync.again())
+    ctx.clear()
     for label in (listing, startup):
         for sample in outcome.rows[label]:
             sample.bytes, sample.extra = None, {}
@@ -184,7 +194,7 @@ def large(settings: Settings) -> Outcome:
     params.update(runs=str(settings.runs), connections=str(settings.connections))
     outcome = Outcome("large", f"Memory: {settings.small_mb:.0f} MB vs {settings.large_mb:.0f} MB package",
                       params, rows={})
-    ctx = settings.context("large")
+    ctx = settings.context("large", need=settings.runs * sum(pkg.size + 2 * pkg.raw_bytes for pkg in pkgs.values()))
     for key, pkg in pkgs.items():
         root = bench_data.build_hub(settings.work / "hubs" / f"large-{key}", [pkg], with_sha256=settings.sha256)
         bench_data.warm_cache([pkg])
@@ -196,7 +206,8 @@ def large(settings: Settings) -> Outcome:
                 _record(outcome, f"{CURL} ({mb})", curl_unzip(ctx, hub, url, pkg))
                 if not settings.sync_missing:
                     _record(outcome, f"sync cold ({mb})", Sync(ctx, hub, [pkg]).cold())
-                shutil.rmtree(ctx.work, ignore_errors=True)
+                ctx.round_done()
+    ctx.clear()
     labels = list(outcome.rows)
     outcome.ratios = [("÷ curl (same package)", {label: label.replace("sync cold", CURL) for label in labels})]
     if settings.sync_missing:
@@ -224,7 +235,7 @@ def serve(settings: Settings) -> Outcome:
                       extra_columns=["MB/s"])
     if settings.sync_missing:
         outcome.notes.append(f"`serve` not measured: {settings.sync_missing}")
-    ctx = settings.context("serve")
+    ctx = settings.context("serve", need=settings.runs * 4 * pkg.size)
     # Repeat the download so that each measurement lasts seconds, not a fraction of one.
     repeats = max(1, math.ceil(2e9 / pkg.size))
     params["downloads per run"] = f"{repeats} (one after another)"
@@ -250,6 +261,7 @@ def serve(settings: Settings) -> Outcome:
         finally:
             if product:
                 product.stop()
+    ctx.clear()
     labels = list(outcome.rows)
     outcome.ratios = [("÷ nginx (same client)",
                        {label: "nginx ← " + label.split(" ← ", 1)[1] for label in labels})]
@@ -262,5 +274,4 @@ def serve(settings: Settings) -> Outcome:
         else:
             outcome.targets.append(Target(text, f"{mine / theirs:.2f} × ({mine:.0f} vs {theirs:.0f} MB/s)",
                                           mine / theirs >= 0.8))
-    shutil.rmtree(ctx.work, ignore_errors=True)
     return outcome
