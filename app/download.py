@@ -27,7 +27,7 @@ from .hub import HubClient
 from .identity import Identity, parse_content_range
 from .progress import Progress
 
-CHUNK = 1 << 20
+CHUNK = 256 << 10            # bytes read from a connection at once (small pieces keep memory flat, see zipread)
 FIRST_RANGE = 16 << 20         # the first request asks for this much: small packages need no second one
 SEGMENT_MIN = 8 << 20          # no segment is planned smaller than this
 SPLIT_MIN = 8 << 20            # a running segment is split only when both halves get at least this
@@ -581,9 +581,11 @@ def _socket_of(response: requests.Response) -> socket.socket | None:
 
 def sha256_of(path: Path, stop: threading.Event | None = None) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(4 << 20):
+    buffer = bytearray(CHUNK)             # one buffer for the whole file: no allocation per read
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as fh:
+        while n := fh.readinto(buffer):
             if stop is not None and stop.is_set():
                 raise Interrupted("stopped by signal")
-            digest.update(chunk)
+            digest.update(view[:n])
     return digest.hexdigest()

@@ -38,12 +38,17 @@ class EntryFeed:
 
     def __init__(self, plan: PackagePlan, source=None):
         self.plan = plan
-        starts = [plan.directory.offsets[i] + plan.directory.shift for i in plan.indexes]
-        self.order = array.array("L", sorted(range(plan.file_count), key=starts.__getitem__))
-        self.offsets = array.array("Q", (starts[k] for k in self.order))
+        shift, offsets = plan.directory.shift, plan.directory.offsets
+        starts = array.array("Q", (offsets[i] + shift for i in plan.indexes))
+        if all(starts[k] < starts[k + 1] for k in range(len(starts) - 1)):
+            self.order = array.array("I", range(plan.file_count))    # in package order already, as usual
+            self.offsets = starts
+        else:
+            self.order = array.array("I", sorted(range(plan.file_count), key=starts.__getitem__))
+            self.offsets = array.array("Q", (starts[k] for k in self.order))
         del starts
         self.source = source
-        self._next = array.array("L", range(plan.file_count + 1))
+        self._next = array.array("I", range(plan.file_count + 1))
         self._left = plan.file_count
         self._lock = threading.Lock()
 

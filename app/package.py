@@ -13,11 +13,11 @@ import re
 import stat
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Iterator
 
 from .errors import PackageError
-from .zipread import DEFLATED, STORED, CentralDirectory, EntryView, dos_date_time, read_directory
+from .zipread import DEFLATED, STORED, CentralDirectory, EntryView, StringTable, dos_date_time, read_directory
 
 SUPPORTED_METHODS = {STORED: "stored", DEFLATED: "deflated"}
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -72,7 +72,7 @@ class Entry:
 class PackagePlan:
     directory: CentralDirectory
     indexes: array.array        # directory positions of the files to install
-    targets: list[str]          # their relative paths (the name itself when nothing was stripped)
+    renamed: StringTable | None  # their relative paths; None: each is its entry's name (nothing stripped)
     ends: array.array           # where each one's bytes end in the package
     dirs: tuple[str, ...]
     total_bytes: int
@@ -82,8 +82,16 @@ class PackagePlan:
     def file_count(self) -> int:
         return len(self.indexes)
 
+    def target(self, k: int) -> str:
+        return self.directory.names[self.indexes[k]] if self.renamed is None else self.renamed[k]
+
+    @property
+    def targets(self) -> Iterator[str]:
+        return (self.target(k) for k in range(self.file_count))
+
     def entry(self, k: int) -> Entry:
-        return Entry(self.targets[k], self.directory.entry(self.indexes[k]), self.ends[k])
+        view = self.directory.entry(self.indexes[k])
+        return Entry(view.name if self.renamed is None else self.renamed[k], view, self.ends[k])
 
     @property
     def files(self) -> Iterator[Entry]:
@@ -134,10 +142,16 @@ def inspect_package(source: Path | Package, *, strip_components: int, zone: tzin
     else:
         with open_package(source) as package:
             directory = package.directory
-    starts = array.array("Q", sorted(set(directory.offsets)))
-    indexes, ends, targets = array.array("L"), array.array("Q"), []
-    dirs: set[str] = set()
-    seen: set[str] = set()
+    offsets = directory.offsets
+    if all(offsets[i] < offsets[i + 1] for i in range(len(offsets) - 1)):
+        starts = offsets                     # written in order, as packages are: no sorted copy
+    else:
+        starts = array.array("Q", sorted(set(offsets)))
+    indexes, ends = array.array("I"), array.array("Q")
+    renamed: StringTable | None = None
+    # casefold key -> path: one dict finds duplicates (also by case alone) and, afterwards, clashes
+    folders: dict[str, str] = {}
+    files: dict[str, str] = {}
     total = 0
     newest = 0
     for e in directory:
@@ -148,25 +162,30 @@ def inspect_package(source: Path | Package, *, strip_components: int, zone: tzin
         if not kept:
             continue
         target = "/".join(kept)
-        target = e.name if target == e.name else target      # share the string when nothing changed
         key = target.casefold()
         key = target if key == target else key               # no second string for lower-case names
-        if key in seen and not (is_dir and target in dirs):
+        if key in files or folders.get(key, target) != target or (not is_dir and key in folders):
             raise PackageError(f"entry {e.name!r}: duplicate of {_first_named(directory, key, strip_components)!r}")
-        seen.add(key)
         if is_dir:
-            dirs.add(target)
+            folders[key] = target
             continue
+        files[key] = target
         total += e.size
         if max_total is not None and total > max_total:
             raise PackageError(f"the package unpacks to more than sync.max_unpacked_size ({max_total} bytes)")
         newest = max(newest, e.dostime)
+        if renamed is None and target != e.name:
+            renamed = StringTable()          # from the first changed path on, every path is kept
+            for i in indexes:
+                renamed.append(directory.names[i])
+        if renamed is not None:
+            renamed.append(target)
         indexes.append(e.index)
         ends.append(_end_of(starts, e.offset - directory.shift, directory))
-        targets.append(target)
-    del seen
-    _check_file_dir_clash(directory, indexes, targets, dirs)
-    return PackagePlan(directory, indexes, targets, ends, tuple(sorted(dirs)), total, _content_time(newest, zone))
+    plan = PackagePlan(directory, indexes, renamed, ends, tuple(sorted(folders.values())), total,
+                       _content_time(newest, zone))
+    _check_file_dir_clash(plan, files)
+    return plan
 
 
 def _content_time(dostime: int, zone: tzinfo) -> datetime | None:
@@ -194,17 +213,16 @@ def _first_named(directory: CentralDirectory, key: str, strip_components: int) -
     return key
 
 
-def _check_file_dir_clash(directory: CentralDirectory, indexes, targets: list[str], dirs: set[str]) -> None:
-    """`a` as a file and `a/b` as another entry cannot both exist on disk."""
-    file_paths = set(targets)
-    for k, target in enumerate(targets):
-        for parent in PurePosixPath(target).parents:
-            text = str(parent)
-            if text != "." and text in file_paths:
-                raise PackageError(f"entry {directory.names[indexes[k]]!r}: its folder {text!r} is also a file in the package")
-    clash = file_paths & dirs
-    if clash:
-        raise PackageError(f"entry {sorted(clash)[0]!r}: both a file and a folder in the package")
+def _check_file_dir_clash(plan: PackagePlan, files: dict[str, str]) -> None:
+    """`a` as a file and `a/b` as another entry cannot both exist on disk (`files`: casefold key -> path)."""
+    for k, target in enumerate(plan.targets):
+        cut = target.rfind("/")
+        while cut > 0:              # each parent folder, as text (pathlib would intern every part for good)
+            parent = target[:cut]
+            if files.get(parent.casefold()) == parent:
+                raise PackageError(f"entry {plan.directory.names[plan.indexes[k]]!r}: "
+                                   f"its folder {parent!r} is also a file in the package")
+            cut = target.rfind("/", 0, cut)
 
 
 def top_level_folder(plan: PackagePlan) -> str | None:

@@ -261,3 +261,17 @@ def test_overlay_conflict_changes_nothing(tmp_path: Path, local_kind: str) -> No
     with pytest.raises(Exception, match="cannot install"):
         install_overlay(staging, plan, target)
     assert tree(target) == before
+
+
+def test_extract_a_package_whose_directory_lists_entries_out_of_data_order(tmp_path: Path) -> None:
+    """Entry ends and the extraction order come from sorted offsets when the directory is not in order."""
+    files = {f"d{i}/f{i}.csv": os.urandom(3000 + i) * 3 for i in range(12)}
+    package = tmp_path / "p.zip"
+    with zipfile.ZipFile(package, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in files.items():
+            zf.writestr(zipfile.ZipInfo(name, WHEN), data)
+        zf.filelist.reverse()           # the central directory is written from this list at close
+    staging = tmp_path / "staging"
+    plan = unpack(package, staging)
+    assert list(plan.targets) == list(reversed(files))
+    assert tree(staging) == files

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from app.errors import PackageError
-from app.zipread import copy_entry, read_directory
+from app import zipread
+from app.zipread import StringTable, copy_entry, read_directory
 
 
 def read_all(path: Path) -> dict[str, bytes]:
@@ -72,6 +73,33 @@ def test_zip64_and_data_descriptors(tmp_path: Path) -> None:
     with zipfile.ZipFile(path) as zf:
         assert all(i.flag_bits & 0x08 for i in zf.infolist())
     assert read_all(path) == FILES
+
+
+def test_a_directory_read_in_small_pieces_gives_the_same_entries(tmp_path: Path, monkeypatch) -> None:
+    """Records (ZIP64 extras included) cut at every possible place between two reads of the directory."""
+    path = tmp_path / "p.zip"
+    files = {f"folder-{i % 7}/{'long-name-' * (i % 5)}{i}.csv": os.urandom(i * 37 % 900) for i in range(300)}
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in files.items():
+            with zf.open(name, "w", force_zip64=bool(len(data) % 2)) as out:
+                out.write(data)
+    monkeypatch.setattr(zipread._Pieces, "PIECE", 61)     # smaller than one record
+    assert read_all(path) == files == stdlib(path)
+
+
+def test_a_directory_shorter_than_its_end_record_says_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "p.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        for i in range(5):
+            zf.writestr(f"{i}.csv", b"x" * 10)
+    data = bytearray(path.read_bytes())
+    end = data.rindex(b"PK\x05\x06")
+    size = struct.unpack_from("<L", data, end + 12)[0]
+    struct.pack_into("<L", data, end + 12, size + 40)        # the directory "ends" inside the end record
+    struct.pack_into("<L", data, end + 16, struct.unpack_from("<L", data, end + 16)[0] - 40)
+    path.write_bytes(bytes(data))
+    with pytest.raises(PackageError, match="not a valid ZIP file"):
+        read_all(path)
 
 
 def test_bytes_before_the_archive_are_allowed(tmp_path: Path) -> None:
@@ -145,3 +173,13 @@ def test_truncated_data_is_refused(tmp_path: Path) -> None:
     finally:
         os.close(fd)
     assert info.file_size == 50_000
+
+
+def test_string_table_gives_back_each_string() -> None:
+    texts = ["a.csv", "", "日线/平安银行.csv", "caf\u00e9/\u00e9t\u00e9.csv", "x" * 5000, "last"]
+    table = StringTable()
+    for text in texts:
+        table.append(text)
+    assert len(table) == len(texts)
+    assert [table[i] for i in range(len(texts))] == texts
+    assert list(table) == texts
