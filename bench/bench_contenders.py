@@ -38,12 +38,15 @@ class Context:
     timeout: float
     keep: bool = True  # every run writes into a new folder; the scenario's folders go at its end (see clear)
     _made: int = 0
+    _last: Path | None = None
 
     def fresh(self, label: str) -> Path:
         """An empty folder for one run."""
         if self.keep:
+            if self._last is not None:
+                _evict(self._last)
             self._made += 1
-            path = self.work / f"{label}-{self._made}"
+            path = self._last = self.work / f"{label}-{self._made}"
         else:
             path = self.work / label
         shutil.rmtree(path, ignore_errors=True)
@@ -62,6 +65,24 @@ class Context:
             shutil.rmtree(self.work, ignore_errors=True)
             os.sync()
             _cleared_at = time.monotonic()
+
+
+def _evict(folder: Path) -> None:
+    """Drop earlier runs' files from the page cache (written back first), so that kept output does not
+    fill the memory and make later runs pay for reclaiming it."""
+    if not folder.exists():
+        return
+    os.sync()
+    for dirpath, _dirs, names in os.walk(folder):
+        for name in names:
+            try:
+                fd = os.open(os.path.join(dirpath, name), os.O_RDONLY | os.O_NOFOLLOW)
+            except OSError:
+                continue
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
 
 
 # ext4 without a journal does not hand out an inode freed in the last 60 s (fs/ext4/ialloc.c,
