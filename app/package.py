@@ -149,9 +149,9 @@ def inspect_package(source: Path | Package, *, strip_components: int, zone: tzin
         starts = array.array("Q", sorted(set(offsets)))
     indexes, ends = array.array("I"), array.array("Q")
     renamed: StringTable | None = None
-    # casefold key -> path: one dict finds duplicates (also by case alone) and, afterwards, clashes
-    folders: dict[str, str] = {}
-    files: dict[str, str] = {}
+    folders: dict[str, str] = {}                      # casefold key -> path (folders are few)
+    file_keys = _PathHashes(len(directory))           # casefold keys of files: duplicates, also by case
+    file_paths = _PathHashes(len(directory))          # exact paths of files: folder/file clashes
     total = 0
     newest = 0
     for e in directory:
@@ -163,13 +163,14 @@ def inspect_package(source: Path | Package, *, strip_components: int, zone: tzin
             continue
         target = "/".join(kept)
         key = target.casefold()
-        key = target if key == target else key               # no second string for lower-case names
-        if key in files or folders.get(key, target) != target or (not is_dir and key in folders):
+        if folders.get(key, target) != target or (not is_dir and key in folders) or (
+                key in file_keys and _earlier(directory, e.index, key, strip_components, files=True)):
             raise PackageError(f"entry {e.name!r}: duplicate of {_first_named(directory, key, strip_components)!r}")
         if is_dir:
             folders[key] = target
             continue
-        files[key] = target
+        file_keys.add(key)
+        file_paths.add(target)
         total += e.size
         if max_total is not None and total > max_total:
             raise PackageError(f"the package unpacks to more than sync.max_unpacked_size ({max_total} bytes)")
@@ -182,10 +183,39 @@ def inspect_package(source: Path | Package, *, strip_components: int, zone: tzin
             renamed.append(target)
         indexes.append(e.index)
         ends.append(_end_of(starts, e.offset - directory.shift, directory))
+    del file_keys
     plan = PackagePlan(directory, indexes, renamed, ends, tuple(sorted(folders.values())), total,
                        _content_time(newest, zone))
-    _check_file_dir_clash(plan, files)
+    _check_file_dir_clash(plan, file_paths)
     return plan
+
+
+class _PathHashes:
+    """A set of paths kept as their 64-bit hashes in one array (open addressing): checking 20k paths
+    holds no str objects (a dict of them held 1.6 MB while the download ran). `in` can say yes for a
+    path never added when two hashes collide, so a yes is confirmed against the entries themselves."""
+
+    def __init__(self, capacity: int):
+        size = 8
+        while size * 2 < capacity * 3:       # at most two thirds full
+            size *= 2
+        self._slots = array.array("q", bytes(8 * size))
+        self._mask = size - 1
+
+    def _slot(self, text: str) -> tuple[int, int]:
+        h = hash(text) or 1                  # 0 marks an empty slot
+        i = h & self._mask
+        while (seen := self._slots[i]) and seen != h:
+            i = (i + 1) & self._mask
+        return i, h
+
+    def add(self, text: str) -> None:
+        i, h = self._slot(text)
+        self._slots[i] = h
+
+    def __contains__(self, text: str) -> bool:
+        i, h = self._slot(text)
+        return self._slots[i] == h
 
 
 def _content_time(dostime: int, zone: tzinfo) -> datetime | None:
@@ -203,23 +233,32 @@ def _end_of(starts: array.array, raw_offset: int, directory: CentralDirectory) -
     return starts[i] + directory.shift if i < len(starts) else directory.start
 
 
+def _earlier(directory: CentralDirectory, before: int, key: str, strip_components: int,
+             files: bool | None = None) -> str | None:
+    """The name of the first entry before `before` whose path is `key` once case-folded (files only,
+    folders only, or either), for confirming a duplicate and wording its error."""
+    for i in range(before):
+        e = directory.entry(i)
+        if files is not None and (e.is_dir or stat.S_IFMT(e.mode) == stat.S_IFDIR) == files:
+            continue
+        kept = [p for p in e.name.split("/") if p not in ("", ".")][strip_components:]
+        if kept and "/".join(kept).casefold() == key:
+            return e.name
+    return None
+
+
 def _first_named(directory: CentralDirectory, key: str, strip_components: int) -> str:
     """The earlier entry a duplicate repeats (only looked up to word the error)."""
-    for name in directory.names:
-        kept = "/".join(p for p in name.split("/") if p not in ("", "."))
-        kept = "/".join(kept.split("/")[strip_components:])
-        if kept.casefold() == key.casefold():
-            return name
-    return key
+    return _earlier(directory, len(directory), key, strip_components) or key
 
 
-def _check_file_dir_clash(plan: PackagePlan, files: dict[str, str]) -> None:
-    """`a` as a file and `a/b` as another entry cannot both exist on disk (`files`: casefold key -> path)."""
+def _check_file_dir_clash(plan: PackagePlan, file_paths: _PathHashes) -> None:
+    """`a` as a file and `a/b` as another entry cannot both exist on disk."""
     for k, target in enumerate(plan.targets):
         cut = target.rfind("/")
         while cut > 0:              # each parent folder, as text (pathlib would intern every part for good)
             parent = target[:cut]
-            if files.get(parent.casefold()) == parent:
+            if parent in file_paths and any(path == parent for path in plan.targets):
                 raise PackageError(f"entry {plan.directory.names[plan.indexes[k]]!r}: "
                                    f"its folder {parent!r} is also a file in the package")
             cut = target.rfind("/", 0, cut)

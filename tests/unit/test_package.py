@@ -111,6 +111,32 @@ def test_file_and_folder_with_the_same_name_are_refused(tmp_path: Path) -> None:
         inspect(pkg2)
 
 
+def test_a_file_after_a_folder_of_its_name_and_the_reverse_are_refused(tmp_path: Path) -> None:
+    pkg = build(tmp_path / "p.zip", [("x", b"file"), ("X/", b"")])
+    with pytest.raises(PackageError, match=r"entry 'X/': duplicate of 'x'"):
+        inspect(pkg)
+    pkg2 = build(tmp_path / "p2.zip", [("x/", b""), ("X", b"file")])
+    with pytest.raises(PackageError, match=r"entry 'X': duplicate of 'x/'"):
+        inspect(pkg2)
+
+
+def test_a_folder_listed_twice_and_a_case_twin_of_a_file_folder(tmp_path: Path) -> None:
+    """The same folder entry twice is harmless; `A` (a file) and `a/b.csv` differ on Linux."""
+    plan = inspect(build(tmp_path / "p.zip", [("d/", b""), ("d/", b""), ("A", b"1"), ("a/b.csv", b"2")]))
+    assert sorted(plan.targets) == ["A", "a/b.csv"]
+    assert plan.dirs == ("d",)
+
+
+def test_path_hashes_in_a_nearly_full_table_find_exactly_what_was_added() -> None:
+    from app.package import _PathHashes
+    hashes = _PathHashes(5)
+    added = [f"folder/{i}.csv" for i in range(5)]
+    for path in added:
+        hashes.add(path)
+    assert all(path in hashes for path in added)
+    assert sum(f"other/{i}.csv" in hashes for i in range(1000)) == 0
+
+
 def test_encrypted_entry_is_refused(tmp_path: Path) -> None:
     pkg = build(tmp_path / "p.zip", [("secret.csv", b"hidden")], compression=zipfile.ZIP_STORED)
     data = bytearray(pkg.read_bytes())
