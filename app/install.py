@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from pathlib import Path
 
-from .errors import DiskFullError, InstallError, Interrupted, PackageError
+from .errors import DiskFullError, InstallError, Interrupted
 from .fsutil import exchange, fsync_dir, remove_tree, syncfs, writeback_behind
 from .package import Entry, Package, PackagePlan, open_package
 from .zipread import copy_entry
