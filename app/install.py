@@ -40,7 +40,7 @@ class EntryFeed:
         self.plan = plan
         shift, offsets = plan.directory.shift, plan.directory.offsets
         starts = array.array("Q", (offsets[i] + shift for i in plan.indexes))
-        if all(starts[k] < starts[k + 1] for k in range(len(starts) - 1)):
+        if plan.directory.ordered:
             self.order = array.array("I", range(plan.file_count))    # in package order already, as usual
             self.offsets = starts
         else:

@@ -98,6 +98,10 @@ class PackagePlan:
         return (self.entry(k) for k in range(self.file_count))
 
 
+def _is_folder(e: EntryView) -> bool:
+    return e.is_dir or stat.S_IFMT(e.mode) == stat.S_IFDIR
+
+
 def _safe_parts(name: str) -> list[str]:
     if not name:
         raise PackageError("an entry has an empty name")
@@ -142,11 +146,8 @@ def inspect_package(source: Path | Package, *, strip_components: int, zone: tzin
     else:
         with open_package(source) as package:
             directory = package.directory
-    offsets = directory.offsets
-    if all(offsets[i] < offsets[i + 1] for i in range(len(offsets) - 1)):
-        starts = offsets                     # written in order, as packages are: no sorted copy
-    else:
-        starts = array.array("Q", sorted(set(offsets)))
+    # entry starts in ascending order: the directory's own offsets when it lists entries in data order
+    starts = directory.offsets if directory.ordered else array.array("Q", sorted(set(directory.offsets)))
     indexes, ends = array.array("I"), array.array("Q")
     renamed: StringTable | None = None
     folders: dict[str, str] = {}                      # casefold key -> path (folders are few)
@@ -156,7 +157,7 @@ def inspect_package(source: Path | Package, *, strip_components: int, zone: tzin
     newest = 0
     for e in directory:
         parts = _safe_parts(e.name)
-        is_dir = e.is_dir or stat.S_IFMT(e.mode) == stat.S_IFDIR
+        is_dir = _is_folder(e)
         _check_entry(e, is_dir, parts, strip_components, max_ratio)
         kept = parts[strip_components:]
         if not kept:
@@ -239,9 +240,9 @@ def _earlier(directory: CentralDirectory, before: int, key: str, strip_component
     folders only, or either), for confirming a duplicate and wording its error."""
     for i in range(before):
         e = directory.entry(i)
-        if files is not None and (e.is_dir or stat.S_IFMT(e.mode) == stat.S_IFDIR) == files:
+        if files is not None and _is_folder(e) == files:
             continue
-        kept = [p for p in e.name.split("/") if p not in ("", ".")][strip_components:]
+        kept = _safe_parts(e.name)[strip_components:]    # entries before `before` passed these checks
         if kept and "/".join(kept).casefold() == key:
             return e.name
     return None

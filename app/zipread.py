@@ -95,6 +95,7 @@ class CentralDirectory:
         self.flags = array.array("H")
         self.dostimes = array.array("I")
         self.modes = array.array("H")      # the Unix st_mode: 16 bits
+        self.ordered = True     # each entry's data starts after the one listed before it (as writers lay them out)
         self.start = 0          # where the central directory begins (the end of the last entry)
         self.shift = 0          # bytes prepended to the archive (offsets are relative to the ZIP)
 
@@ -156,6 +157,8 @@ def read_directory(fh: BinaryIO) -> CentralDirectory:
         if wanted:
             big = _zip64_values(extra, wanted, name)
             usize, csize, offset_e = big.get("size", usize), big.get("compressed", csize), big.get("offset", offset_e)
+        if directory.offsets and offset_e <= directory.offsets[-1]:
+            directory.ordered = False
         directory.names.append(name)
         directory.offsets.append(offset_e)
         directory.compressed.append(csize)
@@ -238,7 +241,7 @@ def copy_entry(fd: int, entry: EntryView, write: Callable[[bytes], object],
         while left > 0:
             if should_stop():
                 return
-            n = os.preadv(fd, [buffer], pos) if left >= READ_CHUNK else os.preadv(fd, [buffer[:left]], pos)
+            n = os.preadv(fd, [buffer[:min(left, READ_CHUNK)]], pos)
             if not n:
                 raise PackageError(f"entry {entry.name!r}: the package ends inside its data")
             chunk = buffer[:n]

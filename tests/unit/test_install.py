@@ -273,5 +273,6 @@ def test_extract_a_package_whose_directory_lists_entries_out_of_data_order(tmp_p
         zf.filelist.reverse()           # the central directory is written from this list at close
     staging = tmp_path / "staging"
     plan = unpack(package, staging)
+    assert not plan.directory.ordered
     assert list(plan.targets) == list(reversed(files))
     assert tree(staging) == files
