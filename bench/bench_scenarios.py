@@ -39,9 +39,10 @@ class Settings:
         settle()
         work = self.work / "runs" / scenario
         work.mkdir(parents=True, exist_ok=True)
-        keep = shutil.disk_usage(work).free > need + 2e9
+        free = shutil.disk_usage(work).free
+        keep = free > need + 2e9
         if not keep:
-            _say(f"only {shutil.disk_usage(work).free / 1e9:.0f} GB free for {need / 1e9:.0f} GB of output: "
+            _say(f"only {free / 1e9:.0f} GB free for {need / 1e9:.0f} GB of output: "
                  "each round's output is deleted before the next round, which slows the next round's files")
         return Context(repo=self.repo, work=work, connections=self.connections, timeout=self.timeout, keep=keep)
 
