@@ -10,7 +10,7 @@ import sys
 import threading
 
 from app import __version__
-from app.errors import ConfigError, DataHubSyncError, ExitCode
+from app.errors import ConfigError, DataHubSyncError, ExitCode, LockedError
 
 log = logging.getLogger("datahubsync")
 
@@ -19,6 +19,12 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:   # usage errors: exit code 2, one line
         sys.stderr.write(f"datahubsync: error: {message} (see --help)\n")
         raise SystemExit(int(ExitCode.USAGE))
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a TCP port 0-65535, got {text!r}")
+    return int(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("names", nargs="*", metavar="NAME")
     sync.add_argument("--force", action="store_true", help="download even when up to date")
     sync.add_argument("--dry-run", action="store_true", help="report what would change; write nothing")
+    sync.add_argument("--skip-if-locked", action="store_true",
+                      help="exit 0 (nothing to do) when another sync holds the lock, instead of 75")
     cron = commands.add_parser("cron", help="run the crontab forever (the container's default)")
     cron.add_argument("--crontab", metavar="PATH", help="supercronic-format crontab (default: $DATAHUB_CRONTAB, else schedule.cron)")
     cron.add_argument("--run-on-start", action="store_true", help="sync once at start")
@@ -41,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve a folder of NAME.zip packages as a hub")
     serve.add_argument("directory", metavar="DIR")
     serve.add_argument("--host", default="0.0.0.0")
-    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--port", type=_port, default=8080)
     return parser
 
 
@@ -79,7 +87,13 @@ def cmd_sync(args: argparse.Namespace) -> int:
     _setup_logs(config)
     stop = threading.Event()
     _stop_on_signals(stop)
-    results = SyncRun(config, stop=stop, force=args.force, dry_run=args.dry_run).execute(args.names or None)
+    try:
+        results = SyncRun(config, stop=stop, force=args.force, dry_run=args.dry_run).execute(args.names or None)
+    except LockedError as exc:
+        if not args.skip_if_locked:
+            raise
+        log.info("nothing to do: %s (--skip-if-locked)", exc)
+        return ExitCode.OK
     log_summary(results)
     if stop.is_set():
         return ExitCode.TERMINATED

@@ -121,6 +121,28 @@ def test_sync_while_another_holds_the_lock(tmp_path: Path, monkeypatch: pytest.M
     assert f"pid {os.getpid()}" in err and "another sync is running" in err
 
 
+def test_sync_skip_if_locked_is_nothing_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    state = tmp_path / "state"
+    monkeypatch.setenv("DATAHUB_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("DATAHUB_DATA_ROOT", str(tmp_path / "data"))
+    monkeypatch.setenv("DATAHUB_STATE_DIR", str(state))
+    monkeypatch.setenv("DATAHUB_DATASETS", "ds")
+    with SyncLock(state / "lock"):
+        assert entrypoint.main(["sync", "--skip-if-locked"]) == 0
+    err = capsys.readouterr().err
+    assert "nothing to do" in err and "another sync is running" in err
+    assert not (tmp_path / "data").exists()          # it did nothing at all
+    assert not (state / "state.json").exists()
+
+
+@pytest.mark.parametrize("port", ["70000", "-1", "http", "99999999999999999999"])
+def test_serve_refuses_a_port_out_of_range(tmp_path: Path, port: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert entrypoint.main(["serve", str(tmp_path), "--port", port]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--port" in err and "0-65535" in err and len(err.splitlines()) == 1
+
+
 class Refusing(BaseHTTPRequestHandler):
     """A hub that refuses every credential, echoing the Authorization header back (as some proxies do)."""
 
