@@ -22,7 +22,6 @@ import json
 import mimetypes
 import os
 import re
-import threading
 import time
 import zipfile
 from datetime import datetime, timedelta

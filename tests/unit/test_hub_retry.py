@@ -161,7 +161,7 @@ def test_auth_errors_are_not_retried_and_never_show_the_token(hub: Scripted, sta
 
 def test_other_4xx_is_not_retried(hub: Scripted) -> None:
     hub.answer("/api/datasets", (400, {}, b"bad request"))
-    with pytest.raises(HubError, match="HTTP 400") as caught:
+    with pytest.raises(HubError, match="HTTP 400"):
         client(hub).list_datasets()
     assert len(hub.requests_to("/api/datasets")) == 1
 
