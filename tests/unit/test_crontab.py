@@ -15,7 +15,7 @@ from app.crontab import CrontabError, parse_crontab, parse_schedule
 
 UTC = timezone.utc
 REPO_ROOT = Path(__file__).resolve().parents[2]
-VECTORS = REPO_ROOT.parent / "shared" / "testdata" / "cronexpr_vectors.json"
+VECTORS = REPO_ROOT / "tests" / "data" / "cronexpr_vectors.json"
 NEW_YORK = ZoneInfo("America/New_York")
 BERLIN = ZoneInfo("Europe/Berlin")
 KOLKATA = ZoneInfo("Asia/Kolkata")
@@ -48,6 +48,32 @@ def _load_vectors() -> list[dict]:
 
 def test_the_vector_file_holds_all_66_cases():
     assert len(_load_vectors()) == 66
+
+
+# cronexpr's table by expression: how many start times each is checked from. The last two rows and
+# one of the two `6#5` rows are its NextN examples, each checked five runs deep.
+CRONEXPR_TABLE = {
+    "* * * * * * *": 7, "*/5 * * * * * *": 7, "* * * * *": 7, "17-43/5 * * * *": 8,
+    "15-30/4,55 * * * *": 9, "0 0 * * MON": 3, "0 0 * * friday": 3, "0 0 * * 6,7": 3,
+    "0 0 * * 6#5": 2, "0 0 14W * *": 2, "0 0 30W * *": 4, "0 0 L * *": 4, "0 0 LW * *": 3,
+    "0 0 28 02 * *": 2, "*/5 * * * *": 1, "0 0 29 2 *": 1,
+}
+
+
+def test_the_copied_vectors_are_the_whole_table_and_well_formed() -> None:
+    cases = _load_vectors()
+    counts: dict[str, int] = {}
+    for case in cases:
+        counts[case["expr"]] = counts.get(case["expr"], 0) + 1
+    assert counts == CRONEXPR_TABLE
+    assert len({(case["expr"], case["from"]) for case in cases}) == len(cases)
+    assert sum(len(case["next"]) for case in cases) == 63 + 3 * 5
+    for case in cases:
+        assert set(case) == {"expr", "from", "next"} and case["next"]
+        stamps = [case["from"], *case["next"]]
+        assert all(stamp.endswith("Z") for stamp in stamps)
+        times = [datetime.fromisoformat(stamp.replace("Z", "+00:00")) for stamp in stamps]
+        assert times == sorted(set(times)), f"{case['expr']}: times must strictly increase"
 
 
 @pytest.mark.parametrize("case", _load_vectors(), ids=lambda c: f"{c['expr']} from {c['from']}")
