@@ -19,6 +19,7 @@ RUN printf '%s\n' \
     && apt-get install -y --no-install-recommends \
         ca-certificates \
         python3 \
+        python3-prometheus-client \
         python3-requests \
         python3-yaml \
         tini \
