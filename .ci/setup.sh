@@ -14,7 +14,8 @@ mkdir -p "$STATE_DIR"
 log() { printf '[setup] %s\n' "$*" >&2; }
 
 # --- Debian packages -------------------------------------------------------
-apt_packages=(docker.io debootstrap nginx-light aria2 curl unzip hyperfine)
+# prometheus, prometheus-pushgateway: the real servers tests/integration/test_prometheus.py starts itself.
+apt_packages=(docker.io debootstrap nginx-light aria2 curl unzip hyperfine prometheus prometheus-pushgateway)
 missing=()
 for pkg in "${apt_packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
@@ -25,7 +26,8 @@ if ((${#missing[@]})); then
     log "installing Debian packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    # Installing nginx must not leave a system nginx running on port 80.
+    # Installing nginx must not leave a system nginx running on port 80, nor prometheus
+    # (9090) and the pushgateway (9091) theirs: policy-rc.d refuses every service start.
     printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
     chmod +x /usr/sbin/policy-rc.d
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
