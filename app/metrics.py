@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily, Metric
@@ -424,21 +424,21 @@ def push(config: Config, url: str, job: str = "datahubsync", timeout: float = 5)
     A PUT of the whole group (job, instance=hostname), so a dataset dropped from the config does not
     linger there with its last values.
     """
-    parts = urlsplit(url)
     safe = _safe_url(url)
     try:
+        parts = urlsplit(url)
         username, password = parts.username, parts.password
     except ValueError:
         return f"metrics.pushgateway: cannot read the URL {safe!r}"
-    gateway = safe
+    credentials = None if username is None and password is None else (unquote(username or ""), unquote(password or ""))
 
     def handler(url: str, method: str, timeout: float | None, headers: list, data: bytes) -> Callable[[], None]:
-        if username is None and password is None:
+        if credentials is None:
             return default_handler(url, method, timeout, headers, data)
-        return basic_auth_handler(url, method, timeout, headers, data, username or "", password or "")
+        return basic_auth_handler(url, method, timeout, headers, data, *credentials)
 
     try:
-        push_to_gateway(gateway, job=job, registry=registry_for(config, utcnow, with_ready=False),
+        push_to_gateway(safe, job=job, registry=registry_for(config, utcnow, with_ready=False),
                         grouping_key={"instance": socket.gethostname()}, timeout=timeout, handler=handler)
     except (OSError, http.client.HTTPException, ValueError) as exc:
         return f"metrics.pushgateway: pushing to {safe} failed: {_reason(exc)}"
@@ -446,9 +446,8 @@ def push(config: Config, url: str, job: str = "datahubsync", timeout: float = 5)
 
 
 def _reason(exc: BaseException) -> str:
-    reason = getattr(exc, "reason", None)          # urllib's URLError wraps the socket error
-    if isinstance(reason, OSError):
-        return reason.strerror or type(reason).__name__
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return " ".join(str(exc).split()) or type(exc).__name__
+    inner = getattr(exc, "reason", None)            # urllib's URLError wraps the socket error
+    if isinstance(inner, BaseException):
+        exc = inner
+    text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return " ".join(text.split()) or type(exc).__name__
