@@ -29,6 +29,8 @@ class ListenHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = f"datahubsync/{__version__}"
     timeout = IDLE_TIMEOUT
+    # Garbage (a TLS hello, a stray line) gets a status line too, not an HTTP/0.9 bare body.
+    default_request_version = "HTTP/1.0"
     server: "Listener"
 
     def log_message(self, fmt: str, *args: Any) -> None:
@@ -52,6 +54,20 @@ class ListenHandler(BaseHTTPRequestHandler):
             self._metrics(body)
         else:
             self._send(HTTPStatus.NOT_FOUND, {"error": "not found (try /healthz, /readyz or /metrics)"}, body)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own refusals (bad request line, 414, 431, 501, 505) as JSON, then close."""
+        status = HTTPStatus(code)
+        self.log_error("code %d, message %s", code, message)
+        data = json.dumps({"error": " ".join((message or status.phrase).split())}).encode() + b"\n"
+        self.send_response(code, message)
+        self.send_header("Connection", "close")
+        self.close_connection = True
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD" and code >= 200 and code not in (HTTPStatus.NO_CONTENT, HTTPStatus.NOT_MODIFIED):
+            self.wfile.write(data)
 
     def _ask(self, question: Callable[[], Any], failed: Any) -> Any:
         """A callback's answer; a failing one is logged and answers `failed`, the listener serves on."""
