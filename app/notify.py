@@ -92,10 +92,8 @@ def remember_url(url: str) -> None:
     """Register what in a webhook URL is a credential: the query and its long values, the password,
     and long path segments (Slack's and Feishu's tokens live in the path)."""
     parts = urlsplit(url)
-    remember(url)
     if parts.query:
         remember(parts.query)
-        remember(f"{parts.path}?{parts.query}")
         for _, value in parse_qsl(parts.query):
             if len(value) >= 8:
                 remember(value)
