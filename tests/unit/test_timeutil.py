@@ -1,10 +1,13 @@
-"""Hub timestamps: every form HUB_API section 1 allows, read as exact UTC instants."""
+"""Hub timestamps: every form docs/hub-api.md section 1 allows, read as exact UTC instants."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from app.jsonutil import describe
 from app.timeutil import from_iso, get_zone, parse_timestamp, to_iso
 
 UTC = timezone.utc
@@ -108,3 +111,42 @@ def test_out_of_range_epoch_is_a_value_error(value: object) -> None:
     """A hub sending milli/nanoseconds or junk digits: unreadable, reported as ValueError like any other."""
     with pytest.raises(ValueError):
         parse_timestamp(value)
+
+
+@pytest.mark.parametrize("value", [
+    "0001-01-01T00:00:00+08:00", "0001-01-01T00:00:00", "9999-12-31T23:59:59-08:00", "9999-12-31T23:59:59Z",
+    "0001-01-01T00:00:00Z", "1969-12-31T23:59:59Z", -1, "-1", -62135596800, 253402300799,
+    float("nan"), float("-inf"), 1e400, 10**400, 10**5000, "1" * 5000, "١٧٩٥٨٥٤٦٠٠", "2026-11-28T08:30:00Z\n\x00",
+], ids=lambda v: describe(v)[:30])
+def test_every_out_of_range_or_unreadable_value_is_a_value_error(value: object) -> None:
+    """Year 1 and 9999 overflow datetime when moved between zones; they must never leave as OverflowError."""
+    with pytest.raises(ValueError):
+        parse_timestamp(value, SHANGHAI)
+
+
+def test_the_range_ends_are_readable() -> None:
+    assert parse_timestamp(0) == utc(1970, 1, 1)
+    assert parse_timestamp("1970-01-01T08:00:00", SHANGHAI) == utc(1970, 1, 1)
+    assert parse_timestamp("9998-12-31T23:59:59.999999Z") == utc(9998, 12, 31, 23, 59, 59, 999999)
+    assert to_iso(parse_timestamp("9998-12-31T23:59:59+14:00")) == "9998-12-31T09:59:59Z"
+
+
+timestamps = st.one_of(
+    st.datetimes(timezones=st.timezones() | st.none()).map(lambda d: d.isoformat()),
+    st.datetimes().map(lambda d: d.isoformat(sep=" ")),
+    st.integers(), st.floats(), st.text(), st.from_regex(r"-?[0-9]{1,25}(\.[0-9]{1,9})?", fullmatch=True),
+    st.none(), st.booleans(), st.lists(st.integers(), max_size=2),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(timestamps, st.sampled_from([UTC, SHANGHAI, get_zone("Pacific/Kiritimati"), get_zone("America/Adak")]))
+def test_any_value_is_a_utc_instant_in_range_or_a_value_error(value: object, zone: tzinfo) -> None:
+    try:
+        parsed = parse_timestamp(value, zone)
+    except ValueError as exc:
+        assert "\n" not in str(exc) and len(str(exc)) < 200
+        return
+    assert parsed.utcoffset() == timedelta(0)
+    assert datetime(1970, 1, 1, tzinfo=UTC) <= parsed < datetime(9999, 1, 1, tzinfo=UTC)
+    assert parse_timestamp(to_iso(parsed)) == parsed          # to_iso never raises for what it returns
