@@ -7,7 +7,8 @@ from typing import Any
 from .listing import RemoteDataset
 from .timeutil import from_iso
 
-FREE_SPACE_MARGIN = 64 << 20
+# Each file or folder may take up to one filesystem block more than its bytes (4 KiB on ext4/xfs).
+BLOCK_SLACK = 4096
 
 
 def sync_reason(remote: RemoteDataset, state: dict[str, Any], *, local_present: bool, force: bool) -> str | None:
@@ -37,5 +38,7 @@ def is_stale(lag: timedelta | None, tolerance_s: float) -> bool:
     return lag is not None and lag.total_seconds() > tolerance_s
 
 
-def space_needed(unpacked: int) -> int:
-    return unpacked + max(FREE_SPACE_MARGIN, unpacked // 50)
+def space_needed(unpacked_bytes: int, entries: int) -> int:
+    """Free bytes a package needs: its unpacked size, 4 KiB per file and folder, and 2 % of the size
+    (filesystem metadata); the margin scales with the package, so a small one fits a nearly full disk."""
+    return unpacked_bytes + BLOCK_SLACK * entries + unpacked_bytes // 50

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from app.listing import RemoteDataset
-from app.plan import FREE_SPACE_MARGIN, is_stale, package_lag, space_needed, sync_reason
+from app.plan import is_stale, package_lag, space_needed, sync_reason
 
 UTC = timezone.utc
 V1 = datetime(2026, 11, 28, 8, 30, 0, 118000, tzinfo=UTC)
@@ -86,7 +86,32 @@ def test_is_stale() -> None:
     assert is_stale(timedelta(microseconds=1), 0) is True
 
 
-def test_space_needed_has_a_margin() -> None:
-    assert space_needed(0) == FREE_SPACE_MARGIN
-    assert space_needed(10 << 30) == (10 << 30) + (10 << 30) // 50
-    assert space_needed(1000) > 1000
+KIB, MIB, GB = 1 << 10, 1 << 20, 10**9
+
+
+def test_space_needed_is_the_size_plus_a_block_per_entry_plus_two_percent() -> None:
+    assert space_needed(0, 0) == 0
+    assert space_needed(0, 3) == 3 * 4 * KIB
+    assert space_needed(1000, 1) == 1000 + 4 * KIB + 20
+    assert space_needed(10 << 30, 0) == (10 << 30) + (10 << 30) // 50
+
+
+def test_a_small_package_fits_a_nearly_full_small_volume() -> None:
+    """The old fixed 64 MiB margin refused a 2 KB package on a 40 MB volume."""
+    two_kb_package = space_needed(2000, 3)       # two files in one folder
+    assert two_kb_package < 20 * KIB < 40 * MIB
+
+
+def test_a_10_gb_package_needs_about_10_2_gb() -> None:
+    need = space_needed(10 * GB, 5600)
+    assert 10.2 * GB <= need <= 10.25 * GB
+
+
+def test_many_small_files_need_a_block_each() -> None:
+    """100k files of 100 bytes: the blocks, not the bytes, decide."""
+    need = space_needed(100_000 * 100, 100_000)
+    assert need >= 100_000 * 4 * KIB
+
+
+def test_space_needed_grows_with_size_and_entries() -> None:
+    assert space_needed(1 << 20, 10) < space_needed((1 << 20) + 1, 10) <= space_needed((1 << 20) + 1, 11)
