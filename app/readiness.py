@@ -10,6 +10,7 @@ from typing import Any, Mapping
 
 from .config import Config
 from .result import OK_STATUSES
+from .secrets import redact
 from .timeutil import from_iso, to_iso
 
 # The key for missing settings: never a dataset name (those are letters, digits, '.', '_' and '-').
@@ -17,7 +18,9 @@ SETTINGS = "(settings)"
 
 
 def _one_line(text: object) -> str:
-    return " ".join(str(text).split()) or "no detail"
+    """State text as one printable line, known secrets masked (/readyz answers over the network)."""
+    flat = " ".join(redact(str(text)).split())
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in flat) or "no detail"
 
 
 def dataset_problem(entry: Mapping[str, Any], now: datetime, started: datetime | None,

@@ -194,7 +194,7 @@ json_documents = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(document=json_documents)
 def test_any_metrics_file_is_survived_and_repaired(tmp_path: Path, document: Any) -> None:
     (tmp_path / METRICS_FILE).write_text(json.dumps(document))
@@ -207,8 +207,8 @@ def test_any_metrics_file_is_survived_and_repaired(tmp_path: Path, document: Any
     assert buckets == sorted(buckets)           # cumulative, whatever the file held
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(durations=st.lists(st.floats(min_value=0, max_value=20000, allow_nan=False), min_size=1, max_size=25))
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(durations=st.lists(st.floats(min_value=0, max_value=20000, allow_nan=False), min_size=1, max_size=15))
 def test_the_histogram_matches_prometheus_clients_own(tmp_path: Path, durations: list[float]) -> None:
     """Observations recorded over separate runs (separate processes in the daemon) read back as one histogram."""
     state_dir = tmp_path / f"h{len(list(tmp_path.iterdir()))}"
