@@ -14,6 +14,7 @@ import logging
 import math
 import re
 import socket
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -304,12 +305,31 @@ class DataHubCollector:
         self.next_run = next_run
         self.with_ready = with_ready
         self.daemon_started = daemon_started or self._read_daemon_start
+        # Parsed files, reused while they are unchanged: a scrape every few seconds then costs two
+        # stat() calls, and a corrupt file is warned about once per change, not once per scrape.
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[tuple[int, int, int], Any]] = {}
 
     def _read_daemon_start(self) -> datetime | None:
         from .status import daemon_started   # status imports the hub client; only the live collector needs it
         return daemon_started(self.config)
 
-    def _state(self) -> dict[str, Any]:
+    def _cached(self, path: Path, read: Callable[[], Any]) -> Any:
+        try:
+            stat = path.stat()
+            key = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        except OSError:
+            return read()               # missing or unreadable: read() knows what that means
+        with self._lock:
+            hit = self._cache.get(path.name)
+        if hit and hit[0] == key:
+            return hit[1]
+        value = read()
+        with self._lock:
+            self._cache[path.name] = (key, value)
+        return value
+
+    def _read_state(self) -> dict[str, Any]:
         try:
             zone = get_zone(self.config.hub.timezone)
             store = StateStore(self.config.state_dir / "state.json", zone,
@@ -323,8 +343,8 @@ class DataHubCollector:
         return []       # the set depends on the config only through labels; no need to collect at registration
 
     def collect(self) -> Iterator[Metric]:
-        state = self._state()
-        runs = read_metrics(self.config.state_dir)
+        state = self._cached(self.config.state_dir / "state.json", self._read_state)
+        runs = self._cached(self.config.state_dir / METRICS_FILE, lambda: read_metrics(self.config.state_dir))
         names = [ds.name for ds in self.config.datasets]
         entries = {name: state.get(name) if isinstance(state.get(name), dict) else {} for name in names}
         records = {name: runs.get(name) or _empty_record() for name in names}

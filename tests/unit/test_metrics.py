@@ -303,6 +303,22 @@ def test_a_corrupt_state_file_exports_unknowns_never_fails(tmp_path: Path, conte
     assert isnan(value(found, "datahubsync_installed_files", dataset="ds"))
 
 
+def test_repeated_scrapes_warn_once_about_a_corrupt_file_and_see_every_change(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    cfg = config(tmp_path)
+    cfg.state_dir.mkdir(parents=True)
+    (cfg.state_dir / METRICS_FILE).write_text("{broken")
+    registry = registry_for(cfg, lambda: NOW)
+    with caplog.at_level(logging.WARNING, logger="datahubsync.metrics"):
+        for _ in range(5):
+            generate_latest(registry)
+    assert sum(METRICS_FILE in r.getMessage() for r in caplog.records) == 1
+    record_run(cfg.state_dir, [SyncResult.ok("ds", "success")], {}, {})
+    write_state(cfg, {"ds": {"status": "success", "last_ok_at": to_iso(NOW)}})
+    found = samples(generate_latest(registry).decode())
+    assert value(found, "datahubsync_runs_total", dataset="ds", result="success") == 1
+    assert value(found, "datahubsync_last_success_timestamp_seconds", dataset="ds") == NOW.timestamp()
+
+
 def test_the_imported_original_state_is_exported(tmp_path: Path) -> None:
     cfg = config(tmp_path)
     cfg.state_dir.mkdir(parents=True)
