@@ -43,7 +43,10 @@ class ListenHandler(BaseHTTPRequestHandler):
         self._route(body=False)
 
     def _route(self, body: bool) -> None:
-        path = urlsplit(self.path).path
+        try:
+            path = urlsplit(self.path).path
+        except ValueError:              # e.g. '//[x': an authority no URL parser accepts
+            path = ""
         if path == "/healthz":
             alive = self._ask(self.server.alive, False)
             self._send(HTTPStatus.OK if alive else HTTPStatus.SERVICE_UNAVAILABLE,

@@ -185,6 +185,7 @@ def raw_exchange(port: int, data: bytes) -> bytes:
     (b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc", b"501"),
     (b"GET /healthz HTTP/1.1\r\n" + b"X: y\r\n" * 200 + b"\r\n", b"431"),
     (b"GET /healthz HTTP/9.9\r\n\r\n", b"505"),
+    (b"GET //[x/metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", b"404"),
 ])
 def test_odd_requests_get_an_error_and_the_listener_serves_on(daemon: Daemon, request_bytes: bytes, status: bytes) -> None:
     answer = raw_exchange(daemon.listener.port, request_bytes)
