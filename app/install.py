@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from pathlib import Path
 
-from .errors import DiskFullError, InstallError, Interrupted
+from .errors import DiskFullError, InstallError, Interrupted, PackageError
 from .fsutil import exchange, fsync_dir, remove_tree, syncfs, writeback_behind
 from .package import Entry, Package, PackagePlan, open_package
 from .zipread import copy_entry
@@ -20,6 +20,8 @@ from .zipread import copy_entry
 EXTRACT_THREADS = max(2, min(4, os.cpu_count() or 2))
 WRITEBACK_EVERY = 0.5       # seconds between flushes while extracting (measured: 0.25 to 1 s do best)
 log = logging.getLogger("datahubsync.install")
+# what a filesystem answers for a name it cannot hold: the package's fault, not the machine's
+_NAME_ERRORS = (errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL)
 
 
 @dataclass(frozen=True)
@@ -89,16 +91,14 @@ def _extract_some(package: Package, feed: EntryFeed, staging: Path, stop: thread
         if stop.is_set():
             raise Interrupted("stopped by signal")
         dest = staging / entry.target
-        if dest.parent not in made:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            made.add(dest.parent)
         try:
+            if dest.parent not in made:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                made.add(dest.parent)
             with open(dest, "wb") as out:
-                copy_entry(package.fd, entry.view, out.write, stop.is_set)
+                copy_entry(package.fd, entry.view, out.write, stop.is_set, entry.end)
         except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise DiskFullError(f"disk full while extracting {entry.view.name!r} into {staging}") from None
-            raise
+            raise _extract_error(exc, f"entry {entry.view.name!r}", staging) from None
         if stop.is_set():
             raise Interrupted("stopped by signal")
         try:
@@ -106,6 +106,14 @@ def _extract_some(package: Package, feed: EntryFeed, staging: Path, stop: thread
             os.utime(dest, (stamp, stamp))
         except ValueError:
             pass            # an impossible date in the entry: keep the extraction time
+
+
+def _extract_error(exc: OSError, what: str, staging: Path) -> Exception:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFullError(f"disk full while extracting {what} into {staging}")
+    if exc.errno in _NAME_ERRORS:
+        return PackageError(f"{what}: the filesystem of {staging} cannot hold its name ({exc.strerror or exc})")
+    return exc
 
 
 def extract(package: Path | Package, plan: PackagePlan, staging: Path, stop: threading.Event,
@@ -117,7 +125,10 @@ def extract(package: Path | Package, plan: PackagePlan, staging: Path, stop: thr
     remove_tree(staging)
     staging.mkdir(parents=True)
     for folder in plan.dirs:
-        (staging / folder).mkdir(parents=True, exist_ok=True)
+        try:
+            (staging / folder).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _extract_error(exc, f"folder {folder!r}", staging) from None
     feed = EntryFeed(plan, source)
     halt = threading.Event()
     relay = threading.Thread(target=lambda: (stop.wait(), halt.set()), daemon=True)

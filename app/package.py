@@ -9,7 +9,6 @@ from __future__ import annotations
 import array
 import bisect
 import os
-import re
 import stat
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
@@ -20,7 +19,6 @@ from .errors import PackageError
 from .zipread import DEFLATED, STORED, CentralDirectory, EntryView, StringTable, dos_date_time, read_directory
 
 SUPPORTED_METHODS = {STORED: "stored", DEFLATED: "deflated"}
-_DRIVE = re.compile(r"^[A-Za-z]:")
 BOMB_MIN_SIZE = 1 << 20      # small entries may compress extremely well (a file of zeros): only big ones count
 
 
@@ -109,7 +107,7 @@ def _safe_parts(name: str) -> list[str]:
         raise PackageError(f"entry {name!r}: backslash in path")
     if name.startswith("/"):
         raise PackageError(f"entry {name!r}: absolute path")
-    if _DRIVE.match(name):
+    if name[1:2] == ":" and name[0].isascii() and name[0].isalpha():
         raise PackageError(f"entry {name!r}: drive letter in path")
     if "\x00" in name:
         raise PackageError(f"entry {name!r}: NUL in path")
@@ -131,6 +129,9 @@ def _check_entry(e: EntryView, is_dir: bool, parts: list[str], strip_components:
         return
     if e.method not in SUPPORTED_METHODS:
         raise PackageError(f"entry {e.name!r}: unsupported compression method {e.method} (stored or deflated only)")
+    if e.method == STORED and e.compressed != e.size:
+        raise PackageError(f"entry {e.name!r}: stored (uncompressed) with {e.compressed} bytes of data "
+                           f"for a size of {e.size}")
     if len(parts) <= strip_components:
         raise PackageError(f"entry {e.name!r}: has fewer than strip_components+1 ({strip_components + 1}) path components")
     if e.size >= BOMB_MIN_SIZE and e.size > max_ratio * max(e.compressed, 1):
@@ -140,7 +141,7 @@ def _check_entry(e: EntryView, is_dir: bool, parts: list[str], strip_components:
 
 def inspect_package(source: Path | Package, *, strip_components: int, zone: tzinfo,
                     max_ratio: float, max_total: int | None) -> PackagePlan:
-    """Read the central directory and refuse the whole package at the first unsafe entry."""
+    """Refuse the whole package at the first unsafe entry (its directory's layout was checked when read)."""
     if isinstance(source, Package):
         directory = source.directory
     else:
