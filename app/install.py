@@ -6,6 +6,7 @@ import bisect
 import errno
 import logging
 import os
+import stat
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -163,23 +164,50 @@ def _count_files(root: Path) -> set[str]:
     return found
 
 
+def _kind(path: Path) -> int | None:
+    """The file type of `path` itself (a link is a link), None when nothing is there."""
+    try:
+        return stat.S_IFMT(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return None
+    except NotADirectoryError:
+        return stat.S_IFREG         # a file where a folder on the way should be: reported at that folder
+
+
 def _overlay_conflict(target: Path, plan: PackagePlan) -> str | None:
-    """A file the package has where the local tree has a folder, or the reverse (checked before any change)."""
-    checked: set[Path] = set()
+    """What stops the overlay, checked before any change: a symbolic link on the way to a file or
+    folder of the package (nothing is written through links inside the dataset folder), a file
+    where the package has a folder, or a folder where it has a file."""
+    checked: set[str] = set()
+
+    def folder_problem(relative: str, wanted: str) -> str | None:
+        """Each folder from the dataset folder down to `relative` (itself included), top first."""
+        cut = relative.find("/")
+        while True:
+            folder = relative if cut < 0 else relative[:cut]
+            if folder not in checked:
+                checked.add(folder)
+                path = target / folder
+                kind = _kind(path)
+                if kind == stat.S_IFLNK:
+                    return (f"{path} is a symbolic link inside the dataset folder; DataHubSync never writes "
+                            "through links there: replace it with a real folder")
+                if kind not in (None, stat.S_IFDIR):
+                    return (f"the package has a folder {folder!r} where {path} is a file" if folder == wanted
+                            else f"the package puts {wanted!r} under {path}, which is a file locally")
+            if cut < 0:
+                return None
+            cut = relative.find("/", cut + 1)
+
     for folder in plan.dirs:
-        path = target / folder
-        if path.exists() and not path.is_dir():
-            return f"the package has a folder {folder!r} where {path} is a file"
+        if problem := folder_problem(folder, folder):
+            return problem
     for relative in plan.targets:
-        dest = target / relative
-        if dest.is_dir() and not dest.is_symlink():
-            return f"the package has a file {relative!r} where {dest} is a folder"
-        for parent in dest.parents:
-            if parent == target or parent in checked:
-                break
-            checked.add(parent)
-            if parent.exists() and not parent.is_dir():
-                return f"the package puts {relative!r} under {parent}, which is a file locally"
+        cut = relative.rfind("/")
+        if cut > 0 and (problem := folder_problem(relative[:cut], relative)):
+            return problem
+        if _kind(target / relative) == stat.S_IFDIR:        # a link to a folder is replaced, not entered
+            return f"the package has a file {relative!r} where {target / relative} is a folder"
     return None
 
 
@@ -187,10 +215,12 @@ def install_overlay(staging: Path, plan: PackagePlan, target: Path) -> Installed
     """Each file replaces its local copy atomically; local files the package lacks stay."""
     if _move_whole(staging, target):
         return Installed(plan.file_count, plan.total_bytes)
+    if not target.is_dir():
+        raise InstallError(f"cannot install: {target} is not a folder (a file, or a link to nothing); "
+                           "nothing was changed")
     conflict = _overlay_conflict(target, plan)
     if conflict:
         raise InstallError(f"cannot install: {conflict}; nothing was changed")
-    target.mkdir(parents=True, exist_ok=True)
     made: set[Path] = set()
     for folder in plan.dirs:
         (target / folder).mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from app.errors import Interrupted, PackageError
+from app.errors import InstallError, Interrupted, PackageError
 from app.install import (deletion_share, extract, install_mirror, install_overlay, recover_swap,
                          swap_journal)
 from app.package import inspect_package
@@ -276,3 +276,95 @@ def test_extract_a_package_whose_directory_lists_entries_out_of_data_order(tmp_p
     assert not plan.directory.ordered
     assert list(plan.targets) == list(reversed(files))
     assert tree(staging) == files
+
+
+# -- symbolic links inside the dataset folder ------------------------------------------------------
+
+def installed_over_links(tmp_path: Path, files: dict[str, bytes], links: dict[str, str]) -> tuple[Path, Path, Path]:
+    """A dataset folder with data in place, links made inside it, and a staged package ready to go in."""
+    target, elsewhere = tmp_path / "data", tmp_path / "elsewhere"
+    (target / "kept").mkdir(parents=True)
+    (target / "a.csv").write_bytes(b"installed a")
+    (target / "kept" / "k.csv").write_bytes(b"installed k")
+    elsewhere.mkdir()
+    (elsewhere / "theirs.csv").write_bytes(b"not ours")
+    for name, points_to in links.items():
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        (target / name).symlink_to(points_to)
+    return target, elsewhere, make_package(tmp_path / "p.zip", files)
+
+
+@pytest.mark.parametrize("files, links, link", [
+    ({"a.csv": b"new a", "sub/b.csv": b"through the link"}, {"sub": "../elsewhere"}, "sub"),
+    ({"a.csv": b"new a", "a/b/c/d.csv": b"deep"}, {"a/b": "../../elsewhere"}, "a/b"),
+    ({"a.csv": b"new a", "empty/": b""}, {"empty": "../elsewhere"}, "empty"),
+    ({"a.csv": b"new a", "sub/": b"", "sub/x.csv": b"x"}, {"sub": "../elsewhere/missing"}, "sub"),
+    ({"sub/deep/x.csv": b"x"}, {"sub": "../elsewhere/theirs.csv"}, "sub"),
+])
+def test_overlay_never_writes_through_a_link_inside_the_dataset_folder(
+        tmp_path: Path, files: dict[str, bytes], links: dict[str, str], link: str) -> None:
+    """A linked folder, one deep down, a folder of the package's own, a dangling link, a link to a file:
+    the whole install is refused, nothing changes here or in the link's target."""
+    target, elsewhere, package = installed_over_links(tmp_path, files, links)
+    before, theirs = tree(target), tree(elsewhere)
+    staging = tmp_path / "staging"
+    plan = unpack(package, staging)
+    with pytest.raises(InstallError) as caught:
+        install_overlay(staging, plan, target)
+    assert str(caught.value) == (f"cannot install: {target / link} is a symbolic link inside the dataset folder; "
+                                 "DataHubSync never writes through links there: replace it with a real folder; "
+                                 "nothing was changed")
+    assert caught.value.status == "extract_failed"
+    assert tree(target) == before and (target / "a.csv").read_bytes() == b"installed a"
+    assert tree(elsewhere) == theirs
+    assert (target / link).is_symlink()
+
+
+def test_the_link_is_reported_even_when_a_real_folder_comes_first(tmp_path: Path) -> None:
+    files = {"kept/new.csv": b"fine", "kept/inner/x.csv": b"through the link"}
+    target, elsewhere, package = installed_over_links(tmp_path, files, {"kept/inner": "../../elsewhere"})
+    staging = tmp_path / "staging"
+    with pytest.raises(InstallError, match=r"kept/inner is a symbolic link inside the dataset folder"):
+        install_overlay(staging, unpack(package, staging), target)
+    assert not (target / "kept" / "new.csv").exists()
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["theirs.csv"]
+
+
+def test_a_link_where_the_package_has_a_file_is_replaced_not_written_through(tmp_path: Path) -> None:
+    """os.replace swaps the link itself for the new file; the file it pointed to stays as it was."""
+    target, elsewhere, package = installed_over_links(
+        tmp_path, {"a.csv": b"new a", "b.csv": b"new b", "c": b"new c"},
+        {"b.csv": "../elsewhere/theirs.csv", "c": "../elsewhere"})
+    staging = tmp_path / "staging"
+    install_overlay(staging, unpack(package, staging), target)
+    for name, data in {"b.csv": b"new b", "c": b"new c"}.items():
+        assert not (target / name).is_symlink() and (target / name).read_bytes() == data
+    assert tree(elsewhere) == {"theirs.csv": b"not ours"}
+
+
+def test_a_linked_dataset_folder_is_the_operators_choice_of_disk(tmp_path: Path) -> None:
+    disk = tmp_path / "big-disk" / "data"
+    disk.mkdir(parents=True)
+    (disk / "old.csv").write_bytes(b"old")
+    target = tmp_path / "data"
+    target.symlink_to(disk)
+    package = make_package(tmp_path / "p.zip", {"a.csv": b"a", "sub/b.csv": b"b"})
+    staging = tmp_path / "staging"
+    install_overlay(staging, unpack(package, staging), target)
+    assert target.is_symlink()
+    assert tree(disk) == {"old.csv": b"old", "a.csv": b"a", "sub/b.csv": b"b"}
+
+
+@pytest.mark.parametrize("kind", ["dangling link", "file"])
+def test_a_dataset_folder_that_is_not_a_folder_is_refused(tmp_path: Path, kind: str) -> None:
+    target = tmp_path / "data"
+    if kind == "file":
+        target.write_bytes(b"a file")
+    else:
+        target.symlink_to(tmp_path / "unmounted")
+    package = make_package(tmp_path / "p.zip", {"a.csv": b"a"})
+    staging = tmp_path / "staging"
+    with pytest.raises(InstallError, match=rf"cannot install: {target} is not a folder .*nothing was changed"):
+        install_overlay(staging, unpack(package, staging), target)
+    assert not (tmp_path / "unmounted").exists()
+    assert kind != "file" or target.read_bytes() == b"a file"
