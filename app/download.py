@@ -15,16 +15,17 @@ import logging
 import os
 import socket
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import requests
 import urllib3
 
-from .errors import DiskFullError, DownloadError, HubError, IdentityChanged, Interrupted
+from .errors import DiskFullError, DownloadError, HubError, IdentityChanged, Interrupted, PackageAlreadySeen
 from .hub import HubClient
 from .identity import Identity, parse_content_range
+from .jsonutil import loads
 from .progress import Progress
 
 CHUNK = 256 << 10            # bytes read from a connection at once (small pieces keep memory flat, see zipread)
@@ -78,8 +79,13 @@ class PackageDownload:
     """One package's download; `run()` returns when the part file holds the whole package."""
 
     def __init__(self, hub: HubClient, url: str, part: Path, *, connections: int, logger: logging.LoggerAdapter,
-                 expected_size: int | None = None, refuse: tuple[Identity, ...] = (), tail_first: bool = False):
+                 expected_size: int | None = None, refuse: tuple[Identity, ...] = (), tail_first: bool = False,
+                 advertised: dict[str, Any] | None = None):
         self.hub = hub
+        # what the hub's list said of the package when this download began: a partial download is
+        # resumed only into the package the list still advertises (a server's validator alone can
+        # name two packages alike: nginx's ETag is mtime in seconds + size)
+        self.advertised = dict(advertised or {})
         self.tail_first = tail_first
         self.url = url
         self.part = part
@@ -105,18 +111,23 @@ class PackageDownload:
     # ---- the record beside the part file ------------------------------------------------------
 
     def _load_meta(self) -> _Plan | None:
+        """The record of a partial download, or None when there is none or it cannot be trusted."""
         try:
-            data = json.loads(self.meta_path.read_text())
-            identity = Identity.from_json(data["identity"])
-            segments = [Segment(int(a), int(b), int(p), urgent=bool(rest and rest[0])) for a, b, p, *rest in data["segments"]]
+            data = loads(self.meta_path.read_bytes())
             size = self.part.stat().st_size
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError):
             return None
-        if data.get("url") != self.url or identity is None or not data.get("total"):
-            return None
-        if size < max((s.pos for s in segments), default=0):
-            return None
-        return _Plan(identity, int(data["total"]), bool(data.get("ranges")), segments)
+        plan = _plan_from_record(data, self.url)
+        if plan is None:
+            self.log.info("discarding a partial download whose record is unreadable")
+        elif data.get("advertised", {}) != self.advertised:
+            self.log.info("discarding the partial download: the hub's list advertises another package now")
+            plan = None
+        elif size < max((s.pos for s in plan.segments), default=0):
+            plan = None
+        if plan is None:
+            self.discard()
+        return plan
 
     def _save_meta(self) -> None:
         """Record progress (lock held): after every chunk, so a killed process loses at most the bytes
@@ -127,7 +138,7 @@ class PackageDownload:
         if plan.identity is None:
             return
         document = {"url": self.url, "identity": plan.identity.to_json(), "total": plan.total, "ranges": plan.ranges,
-                    "segments": [[s.start, s.end, s.pos, s.urgent] for s in plan.segments]}
+                    "advertised": self.advertised, "segments": [[s.start, s.end, s.pos, s.urgent] for s in plan.segments]}
         data = json.dumps(document).encode()
         if self._meta_fd is None:
             self._meta_fd = os.open(self.meta_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -162,11 +173,15 @@ class PackageDownload:
 
     def _get(self, start: int, end: int | None, *, wait: float | None = None, if_range: str | None = None,
              retries: int | None = None) -> requests.Response:
+        """GET bytes [start, end) (to the end when `end` is None); a 206 must answer exactly that range."""
         headers = {"Range": f"bytes={start}-{'' if end is None else end - 1}", "Accept-Encoding": "identity"}
         if if_range:
             headers["If-Range"] = if_range
-        return self.hub.request(self.url, headers=headers, stream=True, ok=(200, 206, 416),
-                                what="downloading the package", read_timeout=wait, retries=retries)
+        response = self.hub.request(self.url, headers=headers, stream=True, ok=(200, 206, 416),
+                                    what="downloading the package", read_timeout=wait, retries=retries)
+        if response.status_code == 206:
+            _check_range(response, start, end)
+        return response
 
     def _identity_of(self, response: requests.Response) -> tuple[Identity, int | None, bool]:
         if response.status_code == 206:
@@ -181,7 +196,7 @@ class PackageDownload:
         return Identity.from_headers(response.headers, total), total, False
 
     def _same_package(self, response: requests.Response) -> bool:
-        """A 206 of the package we are writing (HUB_API section 2: checked on every answer)."""
+        """A 206 of the package we are writing (docs/hub-api.md: checked on every answer)."""
         identity, total, _ = self._identity_of(response)
         return response.status_code == 206 and identity.same(self.plan.identity) and total == self.plan.total
 
@@ -189,7 +204,7 @@ class PackageDownload:
         for bad in self.refuse:
             if identity.same(bad):
                 response.close()
-                raise IdentityChanged(f"the hub still serves the package already seen ({identity.describe()})")
+                raise PackageAlreadySeen(f"the hub still serves the package already seen ({identity.describe()})")
 
     def _open_first(self) -> tuple[requests.Response | None, Segment | None]:
         """The first request: resume when the part file belongs to the package the hub serves now."""
@@ -198,7 +213,12 @@ class PackageDownload:
             self.plan = saved
             first = next((s for s in saved.segments if s.pos < s.end), None)
             probe = first or Segment(0, 1, 0)      # complete already: a one-byte probe checks it is still current
-            response = self._get(probe.pos, probe.end, if_range=saved.identity.if_range())
+            try:
+                response = self._get(probe.pos, probe.end, if_range=saved.identity.if_range())
+            except DownloadError as exc:         # a 206 of other bytes than asked: start over, cleanly
+                self.log.info("discarding the partial download: %s", exc)
+                self.discard()
+                return self._open_fresh()
             if self._same_package(response):
                 self._check_refused(saved.identity, response)
                 if first is None:
@@ -211,6 +231,11 @@ class PackageDownload:
             reason = "the hub refused the range (416)" if response.status_code == 416 else "the hub serves another package now"
             self.log.info("discarding the partial download: %s", reason)
             self.discard()
+        return self._open_fresh()
+
+    def _open_fresh(self) -> tuple[requests.Response, Segment]:
+        """The first request of a download from byte 0; plans the segments from its answer."""
+        self.plan = _Plan()
         first_end = None if self.connections == 1 else FIRST_RANGE
         response = self._get(0, first_end)
         if response.status_code == 416 and first_end is not None:
@@ -555,6 +580,58 @@ class PackageDownload:
                 self._fetch(seg, open_ended=True)
             finally:
                 seg.busy = False
+
+
+def _check_range(response: requests.Response, start: int, end: int | None) -> None:
+    """A 206 must carry the bytes asked for: anything else would be written at the wrong offset."""
+    header = response.headers.get("Content-Range")
+    parsed = parse_content_range(header)
+    if parsed is None:
+        response.close()
+        raise DownloadError(f"the hub answered 206 without a usable Content-Range ({_clip(header)!r})")
+    first, last, total = parsed
+    if end is None:
+        want_last = None if total is None else total - 1
+    else:
+        want_last = end - 1 if total is None else min(end, total) - 1
+    if first != start or last < first or (want_last is not None and last != want_last) \
+            or (total is not None and last >= total):
+        response.close()
+        raise DownloadError(f"the hub answered bytes {first}-{last} to a request for bytes {start}-"
+                            f"{'' if end is None else end - 1}; refusing to write them at the wrong offset")
+
+
+def _plan_from_record(data: Any, url: str) -> _Plan | None:
+    """A partial download's record, checked field by field (it is a file on disk: anything can be in it)."""
+    if not isinstance(data, dict) or data.get("url") != url:
+        return None
+    identity = Identity.from_json(data.get("identity"))
+    total = data.get("total")
+    if identity is None or not _is_count(total) or not total or not isinstance(data.get("ranges"), bool):
+        return None
+    raw = data.get("segments")
+    if not isinstance(raw, list) or not raw:
+        return None
+    segments = []
+    for item in raw:
+        if not isinstance(item, list) or len(item) not in (3, 4) or not all(_is_count(v) for v in item[:3]):
+            return None
+        start, end, pos = item[:3]
+        if not start <= pos <= end <= total:
+            return None
+        segments.append(Segment(start, end, pos, urgent=bool(item[3]) if len(item) == 4 else False))
+    spans = sorted((seg.start, seg.end) for seg in segments)
+    if spans[0][0] != 0 or spans[-1][1] != total or any(a[1] != b[0] for a, b in zip(spans, spans[1:])):
+        return None                     # the segments must tile the package exactly
+    return _Plan(identity, total, data["ranges"], segments)
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 62
+
+
+def _clip(text: str | None) -> str | None:
+    return None if text is None else text[:80]
 
 
 def _unsatisfied_size(content_range: str | None) -> int | None:

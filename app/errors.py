@@ -15,7 +15,7 @@ class ExitCode(IntEnum):
 class DataHubSyncError(Exception):
     """Base of every error the program reports as one line.
 
-    `status` is the per-dataset result status (SPEC section 8) when the error ends a dataset's sync.
+    `status` is the per-dataset result status (README, "Python API") when the error ends a dataset's sync.
     """
 
     exit_code = ExitCode.FAILED
@@ -59,7 +59,7 @@ class NotPublishedError(HubError):
 
 
 class InvalidEntry(HubError):
-    """The hub's list entry for a dataset breaks HUB_API section 1."""
+    """The hub's list entry for a dataset breaks docs/hub-api.md section 1."""
 
     status = "error"
 
@@ -69,7 +69,11 @@ class DownloadError(DataHubSyncError):
 
 
 class IdentityChanged(DownloadError):
-    """The package on the hub changed while we were fetching it."""
+    """The package on the hub changed while we were fetching it (the download restarts)."""
+
+
+class PackageAlreadySeen(DownloadError):
+    """The hub still serves a package this dataset already has, or already found stale."""
 
 
 class PackageError(DataHubSyncError):

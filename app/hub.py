@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import email.utils
-import json
 import logging
 import random
 import threading
@@ -16,7 +15,7 @@ import urllib3
 from . import __version__
 from .config import HubConfig
 from .errors import AuthError, HubError, Interrupted, NotPublishedError
-from .listing import Listing, parse_listing
+from .listing import Listing, ListingNotJSON, decode_listing
 from .secrets import resolve_credentials, safe_url
 from .timeutil import get_zone
 
@@ -28,10 +27,9 @@ MAX_REDIRECTS = 10
 MAX_RETRY_AFTER = 600.0
 
 
-def _origin(url: str) -> tuple[str, str, int]:
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return parts.scheme.lower(), (parts.hostname or "").lower(), port
+LIST_MAX_BYTES = 8 << 20        # the dataset list's body: thousands of entries fit; a runaway body does not
+DEFAULT_PORTS = {"http": 80, "https": 443}
+Origin = tuple[str, str, int]
 
 
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
@@ -77,32 +75,59 @@ class HubClient:
         if config.verify_tls is False:
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
             log.warning("TLS certificates of the hub are not verified (hub.verify_tls: false)")
-        self._hub_origin = _origin(config.url)
+        self._hub_origin = self._origin(self._prepare(config.url, None))
 
     def close(self) -> None:
         self.session.close()
 
     # ---- low level ------------------------------------------------------------------------------
 
-    def _headers_for(self, url: str, extra: dict[str, str] | None) -> dict[str, str]:
-        headers = dict(extra or {})
-        if _origin(url) == self._hub_origin:
-            headers.update(self.credentials)
-        return headers
+    def _prepare(self, url: str, headers: dict[str, str] | None) -> requests.PreparedRequest:
+        """The request exactly as the session will send it (URL normalised by the HTTP library)."""
+        try:
+            return self.session.prepare_request(requests.Request("GET", url, headers=headers))
+        except (requests.exceptions.RequestException, ValueError, UnicodeError) as exc:
+            raise HubError(f"cannot request {safe_url(url)}: invalid URL ({type(exc).__name__})") from None
+
+    def _origin(self, prepared: requests.PreparedRequest) -> Origin:
+        """(scheme, host, port) of the server the HTTP library will connect to for this request.
+
+        Asked of the library itself, never of a second URL parser: `http://a:1\\@b:2/` is `b:2` to
+        urllib.parse but `a:1` to urllib3, and credentials must follow where the bytes really go."""
+        url = prepared.url or ""
+        adapter = self.session.get_adapter(url)
+        params: dict = {}
+        build = getattr(adapter, "build_connection_pool_key_attributes", None)
+        if build is not None:
+            params, _ = build(prepared, self.session.verify, None)
+        else:                                           # requests < 2.32.2: the same stdlib parse it used
+            parts = urlsplit(url)
+            params = {"scheme": parts.scheme, "host": parts.hostname, "port": parts.port}
+        scheme = str(params.get("scheme") or "").lower()
+        host = str(params.get("host") or "").lower()
+        return scheme, host, int(params.get("port") or DEFAULT_PORTS.get(scheme, 0))
 
     def _send(self, url: str, headers: dict[str, str] | None, stream: bool,
               read_timeout: float | None) -> requests.Response:
-        """One logical request: redirects followed by hand so credentials never leave the hub's host."""
+        """One logical request: redirects followed by hand so credentials go to the hub's origin only.
+
+        A redirect to another origin (scheme, host or port) is followed without any credential."""
         for _ in range(MAX_REDIRECTS + 1):
-            response = self.session.get(
-                url, headers=self._headers_for(url, headers), stream=stream, allow_redirects=False,
-                timeout=(self.config.connect_timeout, read_timeout or self.config.timeout))
+            prepared = self._prepare(url, headers)
+            scheme = (prepared.url or "").split(":", 1)[0].lower()
+            origin = self._origin(prepared) if scheme in ("http", "https") else (scheme, "", 0)
+            if origin[0] not in ("http", "https") or not origin[1]:
+                raise HubError(f"refusing to request {safe_url(url)}: only http:// and https:// URLs are used")
+            if origin == self._hub_origin:
+                prepared.headers.update(self.credentials)
+            settings = self.session.merge_environment_settings(prepared.url, {}, stream, self.session.verify, None)
+            response = self.session.send(prepared, allow_redirects=False,
+                                         timeout=(self.config.connect_timeout, read_timeout or self.config.timeout),
+                                         **settings)
             if response.status_code not in REDIRECTS or "Location" not in response.headers:
                 return response
-            target = urljoin(url, response.headers["Location"])
+            target = urljoin(prepared.url or url, response.headers["Location"])
             response.close()
-            if urlsplit(target).scheme not in ("http", "https"):
-                raise HubError(f"the hub redirected {safe_url(url)} to an unsupported URL {safe_url(target)}")
             log.debug("redirected from %s to %s", safe_url(url), safe_url(target))
             url = target
         raise HubError(f"too many redirects starting at {safe_url(url)}")
@@ -170,21 +195,49 @@ class HubClient:
     def list_datasets(self) -> Listing:
         url = self.url + "/api/datasets"
         try:
-            response = self.request(url, what="fetching the dataset list")
+            response = self.request(url, stream=True, what="fetching the dataset list")
         except NotPublishedError:
             raise HubError(f"the hub answered 404 for {safe_url(url)}: is hub.url right? "
                            "(it should be the hub's base URL, without /api/datasets)", http_status=404) from None
+        with response:
+            body = self._read_list_body(response, url)
         try:
-            document = json.loads(response.content)
-        except ValueError:
-            kind = response.headers.get("Content-Type", "unknown type")
-            start = response.text[:60].strip().replace("\n", " ")
+            listing, warnings = decode_listing(body, self.url, self.zone)
+        except ListingNotJSON:
+            kind = _printable(response.headers.get("Content-Type", "unknown type"))
+            start = _printable(body[:60].decode("utf-8", "replace").strip())
             raise HubError(f"the hub's answer at {safe_url(url)} is not JSON ({kind}, starts with {start!r}); "
                            "a proxy or login page may be in the way") from None
-        listing, warnings = parse_listing(document, self.url, self.zone)
         for warning in warnings:
             log.warning(warning)
         return listing
+
+    def _read_list_body(self, response: requests.Response, url: str) -> bytes:
+        """The list's body, refused past LIST_MAX_BYTES (announced or received) or after hub.timeout."""
+        too_big = HubError(f"the hub's dataset list at {safe_url(url)} is larger than {LIST_MAX_BYTES >> 20} MiB; "
+                           "refusing it (is hub.url the hub's base URL?)")
+        length = response.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) > LIST_MAX_BYTES:
+            raise too_big
+        deadline = time.monotonic() + self.config.timeout
+        body = bytearray()
+        try:
+            for chunk in response.iter_content(64 << 10):
+                body += chunk
+                if len(body) > LIST_MAX_BYTES:
+                    raise too_big
+                if time.monotonic() > deadline:
+                    raise HubError(f"the hub's dataset list at {safe_url(url)} took longer than hub.timeout "
+                                   f"({self.config.timeout:g}s) to arrive", retryable=True)
+        except requests.exceptions.RequestException as exc:
+            raise HubError(f"reading the dataset list from {safe_url(url)} failed: {_reason(exc)}",
+                           retryable=True) from None
+        return bytes(body)
+
+
+def _printable(text: str) -> str:
+    """Text from the hub made safe for a one-line message (no control characters)."""
+    return "".join(ch if ch.isprintable() else "?" for ch in text)
 
 
 def _reason(exc: Exception) -> str:

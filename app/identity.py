@@ -1,4 +1,4 @@
-"""Package identity (HUB_API section 2): ETag, else Last-Modified, else Content-Disposition filename + length."""
+"""Package identity (docs/hub-api.md section 2): ETag, else Last-Modified, else Content-Disposition filename + length."""
 from __future__ import annotations
 
 import re

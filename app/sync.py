@@ -12,8 +12,8 @@ from pathlib import Path
 from .config import Config, DatasetConfig
 from .download import PackageDownload
 from .fetch import BackgroundDownload
-from .errors import (ConfigError, DataHubSyncError, DiskFullError, DownloadError, HubError, IdentityChanged,
-                     InstallError, Interrupted, NotPublishedError)
+from .errors import (ConfigError, DataHubSyncError, DiskFullError, DownloadError, IdentityChanged, InstallError, Interrupted,
+                     NotPublishedError, PackageAlreadySeen, PackageError)
 from .fsutil import free_bytes, is_empty_dir, nearest_existing, permission_hint, remove_tree
 from .hub import HubClient
 from .identity import Identity
@@ -21,7 +21,7 @@ from .install import deletion_share, extract, install_mirror, install_overlay, r
 from .listing import Listing, RemoteDataset
 from .lock import SyncLock
 from .logs import current_dataset, dataset_logger
-from .package import inspect_package, open_package, top_level_folder
+from .package import PackagePlan, inspect_package, open_package, top_level_folder
 from .plan import is_stale, package_lag, space_needed, sync_reason
 from .progress import human_bytes
 from .result import SyncResult
@@ -30,6 +30,12 @@ from .state import StateStore, import_candidates
 from .timeutil import from_iso, get_zone, to_iso, utcnow
 
 log = logging.getLogger("datahubsync.sync")
+
+
+def advertised(remote: RemoteDataset) -> dict[str, object]:
+    """What the hub's list says of the package: a partial download belongs to this package only."""
+    return {"version": to_iso(remote.last_updated) if remote.last_updated else None,
+            "sha256": remote.sha256, "package_size": remote.package_size}
 
 
 class NotReady(DataHubSyncError):
@@ -81,6 +87,11 @@ class Workspace:
             previous = ds.local_dir.parent / f".{ds.name}.datahubsync-previous"
         self.staging, self.previous = staging, previous
 
+    @property
+    def partial_files(self) -> tuple[Path, Path]:
+        """The partial download and its record."""
+        return self.download, self.download.with_name(self.download.name + ".json")
+
 
 class DatasetSync:
     """Syncs one dataset; every failure ends as a SyncResult, never as damage to installed data."""
@@ -118,11 +129,26 @@ class DatasetSync:
             return SyncResult.ok(name, "would_sync", version=version)
         self.log.info("syncing: %s (hub version %s, installed %s)", reason, version, state.get("last_updated") or "none")
         check_writable(self.ds.local_dir)
+        if self.run.force:
+            self._discard_partial()           # --force starts clean, whatever an earlier run left
+        restarts = 0
         while True:
             try:
                 return self._fetch_and_install(remote, state, local_present)
             except NotReady as exc:
                 remote = self._wait(exc)
+            except IdentityChanged as exc:
+                # the hub replaced the package between two requests: start again (the part is gone)
+                restarts += 1
+                if restarts > self.config.hub.retries:
+                    raise
+                self.log.warning("%s; downloading it again (restart %d of at most %d)", exc, restarts,
+                                 self.config.hub.retries)
+                remote = self.run.listing.get(max_age=0).lookup(name)
+
+    def _discard_partial(self) -> None:
+        for path in self.work.partial_files:
+            remove_tree(path)
 
     def _wait(self, why: NotReady) -> RemoteDataset:
         left = self.deadline - time.monotonic()
@@ -148,36 +174,48 @@ class DatasetSync:
         download = PackageDownload(self.run.hub, remote.download_url, self.work.download,
                                    connections=self.config.hub.connections, logger=self.log,
                                    expected_size=remote.package_size, tail_first=True,
-                                   refuse=self._refused_identities(remote, state, local_present))
+                                   refuse=self._refused_identities(remote, state, local_present),
+                                   advertised=advertised(remote))
         fetch = BackgroundDownload(download, self.run.stop)
         try:
-            early = self._obtain(download, fetch.wait_directory)
-            with open_package(download.part) as package:    # its central directory is read once
-                plan = inspect_package(package, strip_components=self.ds.strip_components, zone=self.run.zone,
-                                       max_ratio=self.config.sync.max_compression_ratio,
-                                       max_total=self.config.sync.max_unpacked_size)
-                self._report_shape(remote, plan)
-                version_time, warning = self._judge_freshness(remote, state, local_present, plan, fetch)
-                self._check_space(plan.total_bytes)
-                if self.ds.mode == "mirror":
-                    self._guard_deletions(plan)
-                try:
-                    self._extract(package, plan, fetch, early)
-                except BaseException:
-                    remove_tree(self.work.staging)
-                    raise
+            return self._check_and_install(remote, state, local_present, download, fetch)
+        except PackageError:
+            # a package that fails its checks (CRC, not a ZIP, hostile entries) is never "already
+            # downloaded": the next run, and --force, start from a clean download
+            fetch.cancel()
+            download.discard()
+            raise
+        finally:
+            fetch.cancel()
+
+    def _check_and_install(self, remote: RemoteDataset, state: dict, local_present: bool,
+                           download: PackageDownload, fetch: BackgroundDownload) -> SyncResult:
+        name = self.ds.name
+        early = self._obtain(download, fetch.wait_directory)
+        with open_package(download.part) as package:    # its central directory is read once
+            plan = inspect_package(package, strip_components=self.ds.strip_components, zone=self.run.zone,
+                                   max_ratio=self.config.sync.max_compression_ratio,
+                                   max_total=self.config.sync.max_unpacked_size)
+            self._report_shape(remote, plan)
+            version_time, warning = self._judge_freshness(remote, state, local_present, plan, fetch)
+            self._check_space(plan)
+            if self.ds.mode == "mirror":
+                self._guard_deletions(plan)
             try:
-                got, sha = self._obtain(download, fetch.result)
-                self._verify(download, remote, got.size, sha)
-                if self.ds.mode == "mirror":
-                    done = install_mirror(self.work.staging, plan, self.ds.local_dir, self.work.previous)
-                else:
-                    done = install_overlay(self.work.staging, plan, self.ds.local_dir)
+                self._extract(package, plan, fetch, early)
             except BaseException:
                 remove_tree(self.work.staging)
                 raise
-        finally:
-            fetch.cancel()
+        try:
+            got, sha = self._obtain(download, fetch.result)
+            self._verify(download, remote, got.size, sha)
+            if self.ds.mode == "mirror":
+                done = install_mirror(self.work.staging, plan, self.ds.local_dir, self.work.previous)
+            else:
+                done = install_overlay(self.work.staging, plan, self.ds.local_dir)
+        except BaseException:
+            remove_tree(self.work.staging)
+            raise
         self._record_installed(got, sha, plan, version_time, warning, done)
         self._keep_or_drop(download)
         return SyncResult.ok(name, "success", version=to_iso(version_time), files=done.files, bytes=done.bytes, warning=warning)
@@ -198,9 +236,9 @@ class DatasetSync:
             return step()
         except NotPublishedError:
             raise NotReady(f"the hub has no package for {self.ds.name!r} yet (HTTP 404)", "package_not_ready") from None
-        except IdentityChanged as exc:
-            if "already seen" in str(exc):
-                raise NotReady(f"the hub still serves an older package than its list says ({exc})", "stale_package") from None
+        except PackageAlreadySeen as exc:
+            raise NotReady(f"the hub still serves an older package than its list says ({exc})", "stale_package") from None
+        except IdentityChanged:
             download.discard()
             raise
         except DiskFullError:
@@ -219,7 +257,7 @@ class DatasetSync:
 
     def _judge_freshness(self, remote: RemoteDataset, state: dict, local_present: bool, plan,
                          fetch: BackgroundDownload) -> tuple:
-        """The version to record, and a warning when the package lags the hub's list (HUB_API section 4)."""
+        """The version to record, and a warning when the package lags the hub's list (docs/hub-api.md section 4)."""
         lag = package_lag(remote, plan.content_time)
         if not is_stale(lag, self.config.sync.stale_package_tolerance):
             return remote.last_updated, None
@@ -251,8 +289,8 @@ class DatasetSync:
         if top and self.ds.strip_components == 0:
             self.log.info("every entry sits under %r/; set strip_components: 1 to drop that folder", top)
 
-    def _check_space(self, unpacked: int) -> None:
-        need = space_needed(unpacked)
+    def _check_space(self, plan: PackagePlan) -> None:
+        need = space_needed(plan.total_bytes, plan.file_count + len(plan.dirs))
         free = free_bytes(self.work.staging.parent)
         if free < need:
             raise DiskFullError(f"not enough disk space to unpack: need {human_bytes(need)}, "
@@ -312,9 +350,13 @@ class SyncRun:
         try:
             try:
                 self.listing.get()
-            except (HubError, ConfigError) as exc:
+            except DataHubSyncError as exc:
                 # a hub that cannot list fails every dataset with the same reason
                 return [self._fail(ds.name, "error", str(exc)) for ds in datasets]
+            except Exception as exc:       # noqa: BLE001 - recorded, so healthcheck and status see it
+                log.debug("unexpected error reading the list", exc_info=True)
+                return [self._fail(ds.name, "error", f"cannot read the hub's list: unexpected {type(exc).__name__}")
+                        for ds in datasets]
             workers = min(self.config.sync.parallel, len(datasets)) or 1
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dataset") as pool:
                 return list(pool.map(self._one, datasets))
@@ -361,7 +403,7 @@ class SyncRun:
         """A full disk is left no fuller than before the run."""
         work = Workspace(self.state_dir, ds)
         remove_tree(work.staging)
-        for path in (work.download, work.download.with_name(work.download.name + ".json")):
+        for path in work.partial_files:
             remove_tree(path)
 
     def _fail(self, name: str, status: str, error: str) -> SyncResult:

@@ -1,4 +1,4 @@
-"""A threaded hub that follows HUB_API.md but misbehaves on demand, one switch per fault.
+"""A threaded hub that follows docs/hub-api.md but misbehaves on demand, one switch per fault.
 
 Packages are bytes registered in code (or read from a folder of NAME.zip). Each test flips the
 switches it needs: error statuses for the next N requests (500, 429 + Retry-After, 401...), a
@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from tests.hubs.common import LoopbackHub, RequestLog, logging_handler
 
@@ -76,6 +76,11 @@ class FaultyHub(LoopbackHub):
         self.list_override: tuple[int, str, bytes] | None = None  # (status, content type, body)
         self.bare_list = False  # answer the list as a bare JSON array
         self.redirect_packages_to: str | None = None  # base URL: /package/* -> 302 there
+        self.fixed_etag: str | None = None  # one ETag for every package (nginx: mtime seconds + size)
+        self.corrupt: int = 0  # flip one byte inside the next N package bodies (damage in transit)
+        self.shift_ranges: tuple[int, int] | None = None  # (shift, times): 206s of bytes other than asked
+        self.on_package_request: Callable[[int], None] | None = None  # called with the request's ordinal
+        self.package_requests = 0
         self._bind(_Server((host, 0), _make_handler(self)))
 
     # -- content ---------------------------------------------------------------------------------
@@ -146,6 +151,21 @@ class FaultyHub(LoopbackHub):
                 return after
         return None
 
+    def _take_shift(self) -> int:
+        with self._lock:
+            if self.shift_ranges and self.shift_ranges[1] > 0:
+                shift, times = self.shift_ranges
+                self.shift_ranges = (shift, times - 1)
+                return shift
+        return 0
+
+    def _take_corruption(self) -> bool:
+        with self._lock:
+            if self.corrupt > 0:
+                self.corrupt -= 1
+                return True
+        return False
+
     def listing(self) -> Any:
         entries = []
         for name, pkg in list(self.packages.items()):
@@ -207,6 +227,11 @@ def _make_handler(hub: FaultyHub) -> type[BaseHTTPRequestHandler]:
             return True
 
         def _package(self, path: str, name: str, head: bool) -> None:
+            with hub._lock:
+                hub.package_requests += 1
+                ordinal = hub.package_requests
+            if hub.on_package_request is not None:
+                hub.on_package_request(ordinal)
             if hub.redirect_packages_to:
                 self._send(302, b"", "text/plain", {"Location": hub.redirect_packages_to + path})
                 return
@@ -219,7 +244,7 @@ def _make_handler(hub: FaultyHub) -> type[BaseHTTPRequestHandler]:
             if hub.content_disposition:
                 headers["Content-Disposition"] = f'attachment; filename="{name}.zip"'
             if hub.etag:
-                headers["ETag"] = pkg.etag
+                headers["ETag"] = hub.fixed_etag or pkg.etag
             if hub.last_modified:
                 headers["Last-Modified"] = formatdate(pkg.modified, usegmt=True)
             start, end, status = 0, size - 1, 200
@@ -233,8 +258,14 @@ def _make_handler(hub: FaultyHub) -> type[BaseHTTPRequestHandler]:
                         self._send(416, b"", "text/plain", {"Content-Range": f"bytes */{size}"})
                         return
                     status = 206
+                    shift = hub._take_shift() if start > 0 else 0
+                    start, end = start + shift, min(end + shift, size - 1)
                     headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-            self._stream(status, data[start:end + 1], headers, head)
+            body = data[start:end + 1]
+            if len(body) > 200 and hub._take_corruption():
+                middle = len(body) // 2
+                body = body[:middle] + bytes([body[middle] ^ 0xFF]) + body[middle + 1:]
+            self._stream(status, body, headers, head)
 
         def _if_range_holds(self, pkg: Package) -> bool:
             validator = self.headers.get("If-Range")
@@ -245,7 +276,7 @@ def _make_handler(hub: FaultyHub) -> type[BaseHTTPRequestHandler]:
                 current.append(pkg.etag)
             if hub.last_modified:
                 current.append(formatdate(pkg.modified, usegmt=True))
-            return validator in current
+            return validator in current or validator == hub.fixed_etag
 
         def _stream(self, status: int, body: bytes, headers: dict[str, str], head: bool) -> None:
             cut = hub._take_truncation(len(body))

@@ -1,4 +1,4 @@
-"""A faithful double of the original DataHubSync hub (HUB_API.md sections 1, 2 and 4).
+"""A faithful double of the original DataHubSync hub (docs/hub-api.md sections 1, 2, 4 and 7).
 
 What it reproduces, quirks included:
 - one request at a time (plain ``HTTPServer``, HTTP/1.0, connection closed after each answer);

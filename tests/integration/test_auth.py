@@ -1,4 +1,4 @@
-"""Credentials (HUB_API section 3): sent to the hub only, never retried on refusal, never shown."""
+"""Credentials (docs/hub-api.md section 3): sent to the hub only, never retried on refusal, never shown."""
 from __future__ import annotations
 
 from pathlib import Path

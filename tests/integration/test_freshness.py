@@ -1,4 +1,4 @@
-"""The package race (HUB_API section 4): packages not built yet, and packages older than advertised."""
+"""The package race (docs/hub-api.md section 4): packages not built yet, and packages older than advertised."""
 from __future__ import annotations
 
 import os
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import parse_utc, read_state, run_cli, sync_env, tree, zip_bytes
+from tests.helpers import parse_utc, read_state, run_cli, sync_env, tree, wait_for, zip_bytes
 from tests.hubs import FaultyHub, OriginalHub
 from tests.integration.common import FILES, SHANGHAI, hub_instant, original_env, output, publish
 
@@ -23,13 +23,15 @@ def test_package_not_ready_then_ready_is_waited_for(original_hub: OriginalHub, t
     # First day on the hub: data landed, the packager has not run yet.
     for rel, data in FILES.items():
         original_hub.write_file("prices", rel, data)
-    builder = threading.Timer(1.5, original_hub.build_package, args=("prices",))
+    def build_once_asked() -> None:      # after the client's first look, however slow its start-up
+        wait_for(lambda: original_hub.requests.to("/api/datasets"), timeout=30)
+        time.sleep(0.5)
+        original_hub.build_package("prices")
+    builder = threading.Thread(target=build_once_asked, daemon=True)
     builder.start()
-    try:
-        code, out, err = run_cli(
-            ["sync"], original_env(original_hub, tmp_path, DATAHUB__SYNC__PACKAGE_WAIT="20", **WAIT))
-    finally:
-        builder.cancel()
+    code, out, err = run_cli(
+        ["sync"], original_env(original_hub, tmp_path, DATAHUB__SYNC__PACKAGE_WAIT="20", **WAIT))
+    builder.join(timeout=30)
 
     assert code == 0, output(out, err)
     assert tree(tmp_path / "data" / "prices") == FILES

@@ -1,4 +1,4 @@
-"""The hub doubles behave as HUB_API.md says (checked with plain requests, no product code)."""
+"""The hub doubles behave as docs/hub-api.md says (checked with plain requests, no product code)."""
 from __future__ import annotations
 
 import io

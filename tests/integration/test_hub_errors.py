@@ -1,4 +1,4 @@
-"""How the client meets a hub that is down, wrong, slow to answer or hostile (HUB_API 5 and 6)."""
+"""How the client meets a hub that is down, wrong, slow to answer or hostile (docs/hub-api.md sections 5 and 6)."""
 from __future__ import annotations
 
 from pathlib import Path
