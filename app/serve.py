@@ -11,7 +11,6 @@ import logging
 import os
 import re
 import threading
-import zipfile
 from datetime import datetime, timezone
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,19 +18,25 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from . import __version__
+from .errors import PackageError
 from .timeutil import to_iso
+from .zipread import read_directory
 
 log = logging.getLogger("datahubsync.serve")
-PACKAGE_PATH = re.compile(r"^/package/([A-Za-z0-9._-]{1,128})\.zip$")
-RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+PACKAGE_PATH = re.compile(r"/package/([A-Za-z0-9._-]{1,128})\.zip")     # always fullmatch: `$` allows a "\n"
+RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
 
 class PackageIndex:
-    """Facts about each package, recomputed only when the file changes (size, mtime)."""
+    """Facts about each package, recomputed only when the file changes (size, mtime).
+
+    A package our own reader refuses is left out of the listing (clients would refuse it too), with
+    one warning per version of that file; the other packages are listed as usual.
+    """
 
     def __init__(self, root: Path):
         self.root = root
-        self._cache: dict[str, tuple[tuple[int, int], dict]] = {}
+        self._cache: dict[str, tuple[tuple[int, int], dict | None]] = {}
         self._lock = threading.Lock()
 
     def path_of(self, name: str) -> Path | None:
@@ -40,7 +45,8 @@ class PackageIndex:
         path = self.root / f"{name}.zip"
         return path if path.is_file() and path.parent == self.root else None
 
-    def describe(self, path: Path) -> dict:
+    def describe(self, path: Path) -> dict | None:
+        """The package's list entry; None when it is not a sound package (OSError: it went away)."""
         stat = path.stat()
         key = (stat.st_size, stat.st_mtime_ns)
         name = path.name[:-4]
@@ -50,35 +56,56 @@ class PackageIndex:
             return cached[1]
         digest = hashlib.sha256()
         with open(path, "rb") as fh:
+            try:
+                directory = read_directory(fh)
+            except PackageError as exc:
+                self._remember(name, key, None, exc)
+                return None
+            files = total = 0
+            for e in directory:
+                if not e.is_dir:
+                    files, total = files + 1, total + e.size
+            del directory
+            try:
+                modified = datetime.fromtimestamp(stat.st_mtime, timezone.utc)
+            except (ValueError, OverflowError, OSError):
+                self._remember(name, key, None, f"its modification time ({stat.st_mtime:.0f}) is out of range")
+                return None
+            fh.seek(0)
             while chunk := fh.read(4 << 20):
                 digest.update(chunk)
-        files = total = 0
-        try:
-            with zipfile.ZipFile(path) as archive:
-                for info in archive.infolist():
-                    if not info.is_dir():
-                        files += 1
-                        total += info.file_size
-        except zipfile.BadZipFile:
-            files = total = None
         entry = {
             "name": name,
-            "last_updated": to_iso(datetime.fromtimestamp(stat.st_mtime, timezone.utc)),
+            "last_updated": to_iso(modified),
             "package_ready": True, "package_size": stat.st_size, "sha256": digest.hexdigest(),
             "file_count": files, "total_size": total,
         }
-        with self._lock:
-            self._cache[name] = (key, entry)
+        self._remember(name, key, entry)
         return entry
 
+    def _remember(self, name: str, key: tuple[int, int], entry: dict | None,
+                  problem: Exception | str | None = None) -> None:
+        with self._lock:
+            known = self._cache.get(name)
+            self._cache[name] = (key, entry)
+        if problem is not None and (known is None or known[0] != key):    # once per version of the file
+            log.warning("not listing %s.zip: %s", name, problem)
+
     def listing(self) -> list[dict]:
-        out = []
+        out: list[dict] = []
+        seen: set[str] = set()
         for path in sorted(self.root.glob("*.zip")):
-            if path.is_file() and PACKAGE_PATH.match(f"/package/{path.name}"):
+            if path.is_file() and PACKAGE_PATH.fullmatch(f"/package/{path.name}"):
+                seen.add(path.name[:-4])
                 try:
-                    out.append(self.describe(path))
+                    entry = self.describe(path)
                 except OSError:
                     continue          # removed while we looked
+                if entry is not None:
+                    out.append(entry)
+        with self._lock:
+            for gone in self._cache.keys() - seen:
+                del self._cache[gone]
         return out
 
 
@@ -104,7 +131,7 @@ class HubHandler(BaseHTTPRequestHandler):
         if path == "/healthz":
             self._send_json({"status": "ok"}, body)
             return
-        match = PACKAGE_PATH.match(path)
+        match = PACKAGE_PATH.fullmatch(path)
         package = self.index.path_of(match.group(1)) if match else None
         if package is None:
             self._send_error(HTTPStatus.NOT_FOUND, "no such package", body=body)
@@ -185,7 +212,7 @@ class HubHandler(BaseHTTPRequestHandler):
 
 def parse_range(header: str, size: int) -> tuple[int, int] | str | None:
     """One byte range (the only kind clients here send); None means 'ignore it, send everything'."""
-    match = RANGE.match(header.strip())
+    match = RANGE.fullmatch(header.strip())
     if not match or (not match.group(1) and not match.group(2)):
         return None
     first, last = match.group(1), match.group(2)

@@ -4,9 +4,11 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import logging
 import os
 import socket
 import threading
+import urllib.request
 import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -16,6 +18,8 @@ from typing import Iterator
 import pytest
 
 from app.serve import make_server, parse_range
+from tests.helpers import zip_bytes
+from tests.unit.zipsplice import FLAGS, Parts, field, split, with_field, with_name
 
 UTC = timezone.utc
 MTIME = datetime(2026, 11, 28, 8, 30, 0, tzinfo=UTC).timestamp()
@@ -222,3 +226,65 @@ def test_head_of_a_range_past_the_end_carries_no_body(served: Served) -> None:
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.split(b" ")[1] == b"416"
     assert body == b""
+
+
+# -- packages our own reader refuses ---------------------------------------------------------------
+
+def unsound_packages() -> dict[str, bytes]:
+    """ZIPs the client would refuse, each for another reason."""
+    good = zip_bytes({"a.csv": "1,2\n", "b.csv": "3,4\n"}, compression=zipfile.ZIP_STORED)
+    parts = split(good)
+    named = with_name(parts.records[1], b"caf\xe9.csv")
+    bad_name = Parts(parts.data, [parts.records[0], with_field(named, FLAGS, field(named, FLAGS, "<H") | 0x800, "<H")])
+    overlapping = Parts(parts.data, [parts.records[0], with_name(parts.records[0], b"copy.csv")])
+    return {"bad-name": bad_name.join(), "overlapping": overlapping.join(), "truncated": good[:len(good) // 2],
+            "junk": b"<html>not a zip</html>", "empty": b""}
+
+
+def listed(url: str) -> list[dict]:
+    with urllib.request.urlopen(f"{url}/api/datasets", timeout=10) as response:
+        assert response.status == 200
+        return json.loads(response.read())["datasets"]
+
+
+def test_unsound_packages_are_left_out_with_one_warning_each(serve_hub, caplog: pytest.LogCaptureFixture) -> None:
+    (serve_hub.folder / "good.zip").write_bytes(zip_bytes({"x.csv": "12345"}))
+    for name, blob in unsound_packages().items():
+        (serve_hub.folder / f"{name}.zip").write_bytes(blob)
+    (serve_hub.folder / "zz-last.zip").write_bytes(zip_bytes({"y.csv": "1", "d/z.csv": "22"}))
+    caplog.set_level(logging.WARNING, logger="datahubsync.serve")
+    for _ in range(3):
+        found = listed(serve_hub.url)
+        assert [(d["name"], d["file_count"], d["total_size"]) for d in found] == [("good", 1, 5), ("zz-last", 2, 3)]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "datahubsync.serve"]
+    assert sorted(w.split(":")[0] for w in warnings) == sorted(f"not listing {name}.zip" for name in unsound_packages())
+    assert any("entry #2: its name is not valid UTF-8" in w for w in warnings)
+    assert any("share the local header" in w for w in warnings)
+    assert all("\n" not in w for w in warnings)
+
+
+def test_a_refused_package_is_looked_at_again_when_it_changes(serve_hub, caplog: pytest.LogCaptureFixture) -> None:
+    path = serve_hub.folder / "ds.zip"
+    path.write_bytes(unsound_packages()["bad-name"])
+    caplog.set_level(logging.WARNING, logger="datahubsync.serve")
+    assert listed(serve_hub.url) == []
+    path.write_bytes(unsound_packages()["overlapping"])
+    os.utime(path, (MTIME, MTIME))                    # a new version of the file: warned about once more
+    assert listed(serve_hub.url) == [] and listed(serve_hub.url) == []
+    assert len([r for r in caplog.records if r.name == "datahubsync.serve"]) == 2
+    path.write_bytes(zip_bytes({"fixed.csv": "ok"}))
+    assert [d["name"] for d in listed(serve_hub.url)] == ["ds"]
+
+
+def test_a_refused_package_can_still_be_downloaded_by_name(serve_hub) -> None:
+    """Only the listing leaves it out; a client that asks for it gets the bytes, and refuses them itself."""
+    blob = unsound_packages()["overlapping"]
+    (serve_hub.folder / "ds.zip").write_bytes(blob)
+    with urllib.request.urlopen(f"{serve_hub.url}/package/ds.zip", timeout=10) as response:
+        assert response.read() == blob
+
+
+@pytest.mark.parametrize("path", ["/package/ds.zip%0A", "/package/ds.zip%0a", "/package/ds.zip%0A%0A"])
+def test_a_package_path_with_a_trailing_newline_is_not_that_package(served: Served, path: str) -> None:
+    assert served.get(path)[0] == 404
+    assert served.get("/package/ds.zip")[0] == 200
