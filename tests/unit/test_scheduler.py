@@ -6,10 +6,13 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
 
 import pytest
 
-from app.crontab import parse_crontab
+from app.crontab import Crontab, parse_crontab
+from app.daemon import in_schedule_zone
+from app.errors import ConfigError
 from app.scheduler import run_crontab, run_job_now
 
 EVERY_SECOND = "* * * * * * *"
@@ -194,3 +197,42 @@ def test_run_job_now_stops_when_asked(records, tmp_path):
                          position=0, stop=stop, stop_timeout=5.0)
     assert status == 128 + 15
     assert time.monotonic() - began < 3.0
+
+
+# ---- the zone of the schedules: CRON_TZ, else schedule.timezone, else the process's TZ ----------
+
+MIDNIGHT_UTC = datetime(2026, 11, 28, 0, 0, tzinfo=timezone.utc)
+
+
+def first_due(crontab: Crontab, records: Records) -> str:
+    """Run the real scheduler on a fixed clock until it logs when the job is due; that time."""
+    stop = threading.Event()
+    thread = threading.Thread(target=run_crontab, args=(crontab,), kwargs=dict(
+        stop=stop, logger=records.logger, now=lambda: MIDNIGHT_UTC, base_env={"PATH": os.environ["PATH"]}),
+        daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: any("next run at" in m for m in records.messages()))
+    finally:
+        stop.set()
+        thread.join(10)
+    line = next(m for m in records.messages() if "next run at" in m)
+    return line.split("next run at ", 1)[1]
+
+
+@pytest.mark.parametrize("text, zone, expected", [
+    ("30 8 * * * true\n", "Asia/Kolkata", "2026-11-28T08:30:00+05:30"),
+    ("30 8 * * * true\n", None, "2026-11-28T08:30:00+00:00"),
+    ("CRON_TZ=America/New_York\n30 8 * * * true\n", "Asia/Kolkata", "2026-11-28T08:30:00-05:00"),
+    ("30 8 * * * true\nCRON_TZ=\n", "Asia/Kolkata", "2026-11-28T08:30:00+00:00"),
+], ids=["schedule-timezone", "process-tz", "cron-tz-wins", "empty-cron-tz-is-utc-and-wins"])
+def test_schedule_timezone_is_the_zone_of_the_schedules(records: Records, monkeypatch: pytest.MonkeyPatch,
+                                                        text: str, zone: str | None, expected: str) -> None:
+    monkeypatch.setenv("TZ", "UTC")             # the process zone, which schedule.timezone overrides
+    crontab = in_schedule_zone(parse_crontab(text), zone)
+    assert first_due(crontab, records) == expected
+
+
+def test_an_unknown_schedule_timezone_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="schedule.timezone: unknown time zone 'Mars/Base'"):
+        in_schedule_zone(parse_crontab("30 8 * * * true\n"), "Mars/Base")
