@@ -119,8 +119,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     _setup_logs(config)
     try:
         text, source = crontab_source(None, os.environ, config)
-    except ConfigError as exc:
-        text, source = "", str(exc)
+    except ConfigError as exc:          # reported as a failed check, not as a config error
+        return run_check(config, sys.stdout, None, "", os.environ, crontab_error=str(exc))
     return run_check(config, sys.stdout, text, source, os.environ)
 
 

@@ -6,10 +6,11 @@ import tempfile
 from pathlib import Path
 from typing import Mapping, TextIO
 
-from .config import Config
+from .config import Config, DatasetConfig
 from .errors import DataHubSyncError, ExitCode
 from .fsutil import free_bytes, nearest_existing, permission_hint
 from .hub import HubClient
+from .listing import Listing, RemoteDataset
 from .plan import space_needed
 from .progress import human_bytes
 from .secrets import redact
@@ -43,11 +44,14 @@ def _writable(path: Path) -> str | None:
 
 
 def run_check(config: Config, out: TextIO, crontab_text: str | None, crontab_source: str,
-              environ: Mapping[str, str]) -> ExitCode:
+              environ: Mapping[str, str], crontab_error: str | None = None) -> ExitCode:
+    """The report; `crontab_error` says why the crontab could not be read (then its text is None)."""
     report = Report(out)
     report.ok(f"config valid ({config.source or 'environment only'}, {len(config.datasets)} dataset(s))")
     for warning in config.warnings:
         report.warn(warning)
+    if crontab_error:
+        report.fail(crontab_error)
     _check_crontab(report, crontab_text, crontab_source)
     for gap in config.missing():
         report.fail(gap)
@@ -83,10 +87,10 @@ def _check_crontab(report: Report, text: str | None, source: str) -> None:
         report.fail(f"crontab {source}: {exc}")
 
 
-def _check_dataset(report: Report, ds, listing) -> None:
+def _check_dataset(report: Report, ds: DatasetConfig, listing: Listing | None) -> None:
     if listing is not None:
         if ds.name in listing.errors:
-            report.fail(f"{ds.name}: the hub's entry is invalid: {listing.errors[ds.name]}")
+            report.fail(f"{ds.name}: the hub's entry is invalid: {redact(listing.errors[ds.name])}")
         elif ds.name not in listing.datasets:
             report.fail(f"{ds.name}: not published by the hub")
         else:
@@ -96,13 +100,21 @@ def _check_dataset(report: Report, ds, listing) -> None:
             else:
                 ready = "" if remote.package_ready else " (package still being built)"
                 report.ok(f"{ds.name}: published, version {to_iso(remote.last_updated)}{ready}")
-            need = remote.total_size or remote.package_size
-            if need:
-                free = free_bytes(ds.local_dir)
-                if free < space_needed(need):
-                    report.fail(f"{ds.name}: {human_bytes(free)} free at {nearest_existing(ds.local_dir)}, "
-                                f"needs about {human_bytes(space_needed(need))}")
-                else:
-                    report.ok(f"{ds.name}: disk space {human_bytes(free)} free (needs about {human_bytes(space_needed(need))})")
+            _check_space(report, ds, remote)
     problem = _writable(ds.local_dir)
     (report.fail if problem else report.ok)(f"{ds.name}: {problem}" if problem else f"{ds.name}: target {ds.local_dir} writable")
+
+
+def _check_space(report: Report, ds: DatasetConfig, remote: RemoteDataset) -> None:
+    """The hub's unpacked size (else the package size) and file count against the free space;
+    folders are not listed, so they are not counted here."""
+    unpacked = remote.total_size if remote.total_size is not None else remote.package_size
+    if unpacked is None:
+        return
+    need = space_needed(unpacked, remote.file_count or 0)
+    free = free_bytes(ds.local_dir)
+    if free < need:
+        report.fail(f"{ds.name}: {human_bytes(free)} free at {nearest_existing(ds.local_dir)}, "
+                    f"needs about {human_bytes(need)}")
+    else:
+        report.ok(f"{ds.name}: disk space {human_bytes(free)} free (needs about {human_bytes(need)})")

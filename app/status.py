@@ -12,10 +12,11 @@ from .config import Config
 from .errors import DataHubSyncError
 from .fsutil import atomic_write
 from .hub import HubClient
+from .jsonutil import describe, loads
 from .result import OK_STATUSES
 from .secrets import redact
 from .state import StateStore, import_candidates
-from .timeutil import from_iso, get_zone, to_iso, utcnow
+from .timeutil import from_iso, get_zone, parse_timestamp, to_iso, utcnow
 
 log = logging.getLogger("datahubsync.status")
 DAEMON_FILE = "daemon.json"
@@ -27,10 +28,11 @@ def load_state(config: Config) -> dict[str, dict[str, Any]]:
     return store.datasets
 
 
-def remote_versions(config: Config) -> tuple[dict[str, str], str | None]:
-    """The hub's versions, or the reason it could not tell (status must work with the hub down)."""
+def remote_versions(config: Config) -> tuple[dict[str, str], dict[str, str], str | None]:
+    """The hub's versions, its complaints about single entries, or the reason it could not tell
+    (status must work with the hub down)."""
     if not config.hub.url:
-        return {}, "hub.url is not set"
+        return {}, {}, "hub.url is not set"
     try:
         quick = dataclasses.replace(config.hub, retries=0, timeout=min(config.hub.timeout, 15))
         hub = HubClient(quick, pool_size=2)
@@ -39,24 +41,32 @@ def remote_versions(config: Config) -> tuple[dict[str, str], str | None]:
         finally:
             hub.close()
     except DataHubSyncError as exc:
-        return {}, redact(str(exc))
+        return {}, {}, redact(str(exc))
     out = {}
     for name, remote in listing.datasets.items():
         out[name] = to_iso(remote.last_updated) if remote.last_updated else "no data"
-    return out, None
+    return out, {name: redact(why) for name, why in listing.errors.items()}, None
+
+
+def _shown(text: object) -> str | None:
+    """An error from state or the hub as one printable line, secrets removed."""
+    if not isinstance(text, str) or not text:
+        return None
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in redact(text))
 
 
 def status_rows(config: Config, with_remote: bool = True) -> tuple[list[dict[str, Any]], str | None]:
     state = load_state(config)
-    remote, problem = remote_versions(config) if with_remote else ({}, None)
+    remote, invalid, problem = remote_versions(config) if with_remote else ({}, {}, None)
     rows = []
     for ds in config.datasets:
         entry = state.get(ds.name, {})
         rows.append({
             "name": ds.name, "local_dir": str(ds.local_dir), "mode": ds.mode,
             "local_version": entry.get("last_updated"), "remote_version": remote.get(ds.name),
+            "remote_error": _shown(invalid.get(ds.name)),
             "last_sync": entry.get("synced_at"), "last_attempt": entry.get("attempted_at"),
-            "status": entry.get("status", "never_synced"), "error": entry.get("error"),
+            "status": entry.get("status") or "never_synced", "error": _shown(entry.get("error")),
             "files": entry.get("files"), "bytes": entry.get("bytes"), "sha256": entry.get("sha256"),
         })
     return rows, problem
@@ -73,14 +83,17 @@ def print_status(config: Config, out: TextIO, as_json: bool) -> None:
     for row in rows:
         out.write(f"{row['name']}: {row['status']}\n")
         out.write(f"  local version:  {row['local_version'] or '-'}\n")
-        out.write(f"  remote version: {row['remote_version'] or '-'}\n")
+        if row["remote_error"]:
+            out.write(f"  remote version: - (the hub's entry is invalid: {row['remote_error']})\n")
+        else:
+            out.write(f"  remote version: {row['remote_version'] or '-'}\n")
         out.write(f"  last sync:      {row['last_sync'] or '-'}   last attempt: {row['last_attempt'] or '-'}\n")
         if row["files"] is not None:
             out.write(f"  files: {row['files']}, bytes: {row['bytes']}, in {row['local_dir']} ({row['mode']})\n")
         if row["error"]:
             out.write(f"  last error: {row['error']}\n")
     if problem:
-        out.write(f"hub: not reachable for remote versions: {problem}\n")
+        out.write(f"hub: not reachable for remote versions: {_shown(problem)}\n")
 
 
 # ---- health -------------------------------------------------------------------------------------
@@ -95,10 +108,25 @@ def record_daemon_start(config: Config) -> None:
 
 
 def daemon_started(config: Config) -> datetime | None:
+    """When the cron daemon started (None if it never recorded it or the record is unusable)."""
+    path = config.state_dir / DAEMON_FILE
     try:
-        doc = json.loads((config.state_dir / DAEMON_FILE).read_text())
-        return from_iso(doc.get("started_at"))
-    except (OSError, ValueError, AttributeError):
+        doc = loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        log.warning("cannot read %s (%s); the daemon's start time is unknown", path, exc.strerror or exc)
+        return None
+    except ValueError as exc:
+        log.warning("%s is corrupt (%s); the daemon's start time is unknown", path, exc)
+        return None
+    stamp = doc.get("started_at") if isinstance(doc, dict) else None
+    try:
+        if not isinstance(stamp, str):
+            raise ValueError(f"not a timestamp: {describe(stamp)}")
+        return parse_timestamp(stamp)
+    except ValueError as exc:
+        log.warning("%s: started_at %s; the daemon's start time is unknown", path, exc)
         return None
 
 
@@ -116,7 +144,7 @@ def health_problem(config: Config, now: datetime | None = None) -> str | None:
         if entry.get("imported") and status == "success":
             continue            # installed by the original client; the first run here records its own times
         if status and status not in OK_STATUSES:
-            return f"{ds.name}: last sync failed ({status}): {entry.get('error') or 'no detail'}"
+            return f"{ds.name}: last sync failed ({status}): {_shown(entry.get('error')) or 'no detail'}"
         last_ok = from_iso(entry.get("last_ok_at") or entry.get("synced_at"))
         if last_ok is None:
             if started is not None and (now - started).total_seconds() > config.health.grace:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import socket
 import zipfile
@@ -14,7 +15,9 @@ import pytest
 
 import entrypoint
 from app.config import Config, build_config
+from app.secrets import remember
 from app.serve import make_server
+from tests.hubs import FaultyHub
 from tests.hubs.common import serving
 from app.state import StateStore
 from app.status import daemon_started, health_problem, print_status, record_daemon_start, status_rows
@@ -215,3 +218,73 @@ def test_status_json_with_the_hub_down(tmp_path: Path) -> None:
     assert document["datasets"][0]["local_version"] == "2026-11-28T08:00:00Z"
     assert document["datasets"][0]["remote_version"] is None
     assert "cannot reach the hub" in document["hub_error"]
+
+
+# ---- hostile state and daemon files --------------------------------------------------------------
+
+@pytest.mark.parametrize("content", [
+    pytest.param(b"[" * 100_000 + b"]" * 100_000, id="deep"),
+    pytest.param(b'{"started_at": "0001-01-01T00:00:00+08:00"}', id="year-1"),
+    pytest.param(b'{"started_at": 1795854600}', id="a-number"),
+    pytest.param(b'{"started_at": [' + b"[" * 100_000 + b"]" * 100_000 + b"]}", id="deep-field"),
+    pytest.param(b'["started_at"]', id="a-list"),
+    pytest.param(b"\xff\xfe", id="not-utf8"),
+    pytest.param(None, id="a-directory"),
+])
+def test_an_unusable_daemon_file_means_no_start_time(tmp_path: Path, content: bytes | None,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    cfg = config(tmp_path)
+    cfg.state_dir.mkdir(parents=True)
+    path = cfg.state_dir / "daemon.json"
+    path.mkdir() if content is None else path.write_bytes(content)
+    with caplog.at_level(logging.WARNING, logger="datahubsync.status"):
+        assert daemon_started(cfg) is None
+        assert health_problem(cfg, NOW) is None         # no start time: the grace period cannot have ended
+    assert any(str(path) in record.getMessage() for record in caplog.records)
+
+
+def test_a_missing_daemon_file_is_silent(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        assert daemon_started(config(tmp_path)) is None
+    assert caplog.records == []
+
+
+@pytest.mark.parametrize("entry", [
+    {"status": "success", "synced_at": "0001-01-01T00:00:00+08:00"},
+    {"status": "success", "last_ok_at": 10**400},
+    {"status": "error", "error": ["boom"]},
+    {"status": ["success"]},
+    {"status": "success", "synced_at": "2026-11-28T08:00:00Z", "files": float("inf")},
+], ids=["year-1", "huge-number", "error-list", "status-list", "files-inf"])
+def test_health_treats_an_unusable_entry_as_never_synced(tmp_path: Path, entry: dict) -> None:
+    cfg = config(tmp_path)
+    write_state(cfg, {"ds": entry})
+    assert health_problem(cfg, NOW) is None
+    write_daemon(cfg, NOW - timedelta(hours=2))
+    assert health_problem(cfg, NOW).startswith("ds: never synced successfully since the daemon started")
+
+
+def test_errors_from_state_are_redacted_again_and_kept_on_one_line(tmp_path: Path) -> None:
+    remember("s3cr3t-token-value")
+    cfg = config(tmp_path, url=None, datasets=["ds"])
+    write_state(cfg, {"ds": {"status": "error", "error": "HTTP 403 with s3cr3t-token-value\nand \x1b[31mred"}})
+    rows, _ = status_rows(cfg, with_remote=False)
+    assert rows[0]["error"] == "HTTP 403 with ***\\nand \\x1b[31mred"
+    cfg = config(tmp_path, datasets=["ds"])
+    assert health_problem(cfg, NOW) == "ds: last sync failed (error): HTTP 403 with ***\\nand \\x1b[31mred"
+
+
+def test_status_shows_a_bad_hub_entry_for_that_dataset_only(tmp_path: Path) -> None:
+    with FaultyHub() as hub:
+        hub.add_package("ds", b"zip", "0001-01-01T00:00:00+08:00")
+        hub.add_package("other", b"zip", "2026-11-28T08:30:00Z")
+        cfg = config(tmp_path, url=hub.url, datasets=["ds", "other"])
+        rows, problem = status_rows(cfg)
+        out = io.StringIO()
+        print_status(cfg, out, as_json=False)
+    assert problem is None
+    by_name = {row["name"]: row for row in rows}
+    assert by_name["ds"]["remote_version"] is None
+    assert by_name["ds"]["remote_error"].startswith("last_updated: timestamp out of range")
+    assert by_name["other"] == dict(by_name["other"], remote_version="2026-11-28T08:30:00Z", remote_error=None)
+    assert "remote version: - (the hub's entry is invalid: last_updated: timestamp out of range" in out.getvalue()
