@@ -22,8 +22,8 @@ _SPACE = "\t\n\f\r "
 _TOKEN = re.compile(f"[^{_SPACE}]+")
 _VARIABLE = re.compile(f"([^{_SPACE}=]+)[{_SPACE}]*=[{_SPACE}]*(.*)")
 # One leading zero is allowed, and only before a single digit: 05 yes, 005 and 010 no.
-_NUMBER = re.compile(r"0?\d|[1-9]\d*")
-_ITEM = re.compile(r"(?:(?P<star>\*)|(?P<low>[0-9a-z]+)(?:-(?P<high>[0-9a-z]+))?)(?:/(?P<step>\d+))?")
+_NUMBER = re.compile(r"0?[0-9]|[1-9][0-9]*")      # ASCII digits: Go's \d, unlike Python's, is [0-9]
+_ITEM = re.compile(r"(?:(?P<star>\*)|(?P<low>[0-9a-z]+)(?:-(?P<high>[0-9a-z]+))?)(?:/(?P<step>[0-9]+))?")
 _NEAREST_WEEKDAY = re.compile(r"([0-9]+)w")
 _LAST_WEEKDAY_OF_MONTH = re.compile(r"([0-9a-z]+)l")
 _NTH_WEEKDAY = re.compile(r"([0-9a-z]+)#([1-5])")
