@@ -207,16 +207,13 @@ def _check_count(end: list, found: int) -> None:
                            f"the central directory holds {found}")
 
 
-def _local_data_end(directory: CentralDirectory, i: int) -> int:
-    """Where entry i's data ends at the least: its local header with no extra field, then its data."""
-    return directory.offsets[i] + _LOCAL.size + directory.name_sizes[i] + directory.compressed[i]
-
-
 def check_layout(directory: CentralDirectory) -> None:
     """Entries may not share or overlap their local data, nor reach into the central directory.
 
     Several records pointing into the same bytes let a 30 KB package unpack to 300 MB while each
     entry passes the ratio check on its own; an offset or size past the data is a lie as well.
+    Each entry's local data ends at the least after its header with no extra field (its size is only
+    known from the local header: copy_entry checks it there), its name and its compressed data.
     """
     count = len(directory)
     if not count:
@@ -225,21 +222,26 @@ def check_layout(directory: CentralDirectory) -> None:
         order: array.array | range = range(count)
     else:
         order = array.array("I", sorted(range(count), key=directory.offsets.__getitem__))
-    offsets, names = directory.offsets, directory.names
-    for k in range(count - 1):
-        i, j = order[k], order[k + 1]
-        if offsets[i] == offsets[j]:
-            raise PackageError(f"entries {names[i]!r} and {names[j]!r} share the local header at byte "
-                               f"{offsets[i] + directory.shift}: overlapping entries are refused")
-        if _local_data_end(directory, i) > offsets[j]:
-            raise PackageError(f"entry {names[i]!r} (bytes {offsets[i] + directory.shift} to at least "
-                               f"{_local_data_end(directory, i) + directory.shift}) overlaps entry {names[j]!r} "
-                               f"at byte {offsets[j] + directory.shift}: overlapping entries are refused")
-    last = order[count - 1]
-    if _local_data_end(directory, last) + directory.shift > directory.start:
-        raise PackageError(f"entry {names[last]!r}: its data (bytes {offsets[last] + directory.shift} to at least "
-                           f"{_local_data_end(directory, last) + directory.shift}) runs past the central directory "
-                           f"at byte {directory.start}")
+    offsets, name_sizes, compressed = directory.offsets, directory.name_sizes, directory.compressed
+    shift, fixed = directory.shift, _LOCAL.size
+    previous = order[0]
+    reach = offsets[previous] + fixed + name_sizes[previous] + compressed[previous]
+    for i in order[1:] if count > 1 else ():
+        if reach > offsets[i]:
+            _overlap(directory, previous, i, reach)
+        previous, reach = i, offsets[i] + fixed + name_sizes[i] + compressed[i]
+    if reach + shift > directory.start:
+        raise PackageError(f"entry {directory.names[previous]!r}: its data (bytes {offsets[previous] + shift} to at "
+                           f"least {reach + shift}) runs past the central directory at byte {directory.start}")
+
+
+def _overlap(directory: CentralDirectory, i: int, j: int, reach: int) -> None:
+    names, at, shift = directory.names, directory.offsets[j] + directory.shift, directory.shift
+    if directory.offsets[i] == directory.offsets[j]:
+        raise PackageError(f"entries {names[i]!r} and {names[j]!r} share the local header at byte {at}: "
+                           "overlapping entries are refused")
+    raise PackageError(f"entry {names[i]!r} (bytes {directory.offsets[i] + shift} to at least {reach + shift}) "
+                       f"overlaps entry {names[j]!r} at byte {at}: overlapping entries are refused")
 
 
 class _Pieces:

@@ -77,3 +77,14 @@ def join_zip64(parts: Parts, count: int | None = None, disks: int = 1) -> bytes:
     locator = b"PK\x06\x07" + struct.pack("<LQL", 0, at, disks)
     end = END_SIG + struct.pack("<4H2LH", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
     return parts.data + directory + record64 + locator + end
+
+
+def empty_files(count: int) -> Parts:
+    """`count` empty stored files, written by hand (zipfile would add ZIP64 records past 65,535)."""
+    data, records = bytearray(), []
+    for i in range(count):
+        name = b"f%06d" % i
+        records.append(CENTRAL_SIG + struct.pack("<4B4HL2L5H2L", 20, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0,
+                                                 len(name), 0, 0, 0, 0, 0, len(data)) + name)
+        data += b"PK\x03\x04" + struct.pack("<2B4HL2L2H", 20, 0, 0, 0, 0, 0, 0, 0, 0, len(name), 0) + name
+    return Parts(bytes(data), records)
