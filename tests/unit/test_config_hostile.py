@@ -274,7 +274,8 @@ def test_header_variables_over_a_broken_file_section(hub: Any) -> None:
     (b"hub:\n  url: \x00\n", "invalid YAML"),
     (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "cannot read config file"),
     (b"hub: {url: \xc3\x28}\n", "cannot read config file"),
-])
+], ids=["deep-list", "deep-mapping", "bad-date", "bad-int-tag", "bad-timestamp-tag", "bad-bool-tag", "bad-float-key",
+        "unhashable-key", "python-tag", "bad-merge", "nul", "binary", "not-utf8"])
 def test_yaml_the_loader_chokes_on(tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes,
                                    problem: str) -> None:
     path = tmp_path / "config.yaml"
