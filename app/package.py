@@ -1,7 +1,7 @@
 """Checks on a downloaded ZIP before anything is written: safe paths, no links, sizes, ZIP bombs.
 
 The result is a plan: which entry goes to which relative path, how many bytes, and the package's
-content time (its newest entry), used by the freshness rule of HUB_API section 4. The plan keeps
+content time (its newest entry), used by the freshness rule of docs/hub-api.md section 4. The plan keeps
 its facts in arrays, so its memory hardly grows with the number of files.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`serve DIR`: a hub over a folder of NAME.zip packages, with the original hub's URLs (HUB_API.md).
+"""`serve DIR`: a hub over a folder of NAME.zip packages, with the original hub's URLs (docs/hub-api.md).
 
 Threaded, Range/If-Range/ETag aware, and the bodies go out with sendfile(2).
 """

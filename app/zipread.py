@@ -1,7 +1,7 @@
 """A compact ZIP reader: the central directory as arrays (not one object per entry), and entries
 streamed with their CRC and size checked, so memory stays flat for packages of any file count.
 
-Only what packages use (HUB_API section 6): stored and deflated entries, ZIP64, data descriptors.
+Only what packages use (docs/hub-api.md section 6): stored and deflated entries, ZIP64, data descriptors.
 Anything else, and any directory that lies (overlapping entries, offsets or sizes past the data,
 entry counts, names), is a PackageError: never another exception type.
 """

@@ -243,7 +243,7 @@ def test_extraction_restores_entry_times_with_the_zone(tmp_path: Path) -> None:
 @pytest.mark.parametrize("local_kind", ["folder-where-package-has-a-file", "file-where-package-has-a-folder"])
 def test_overlay_conflict_changes_nothing(tmp_path: Path, local_kind: str) -> None:
     """A local path that cannot take the package's entry fails the install before any file is replaced
-    (SPEC section 5: a failure at any step leaves the installed data as it was)."""
+    (a failure at any step leaves the installed data as it was)."""
     target = tmp_path / "data"
     target.mkdir()
     (target / "a.csv").write_bytes(b"installed a")
