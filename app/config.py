@@ -14,13 +14,18 @@ import reprlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 from urllib.parse import unquote, urlsplit
 
 import urllib3.util
 import yaml
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .hooks import HooksConfig
+    from .metrics import MetricsConfig
+    from .notify import NotifyTarget
 from .secrets import clean_secret, control_problem, remember, safe_url, strip_line_break
 from .timeutil import get_zone
 
@@ -103,6 +108,9 @@ class Config:
     logging: LoggingConfig
     source: Path | None = None            # the YAML file, when one was read
     warnings: tuple[str, ...] = ()         # found while loading (unknown DATAHUB_* variables)
+    metrics: MetricsConfig = field(default_factory=lambda: _observability()[0]())
+    notify: tuple[NotifyTarget, ...] = ()
+    hooks: HooksConfig = field(default_factory=lambda: _observability()[1]())
 
     @property
     def state_dir(self) -> Path:
@@ -122,6 +130,17 @@ class Config:
             if ds.name == name:
                 return ds
         raise ConfigError(f"dataset {name!r} is not configured (configured: {', '.join(d.name for d in self.datasets) or 'none'})")
+
+
+def _observability() -> tuple[type[MetricsConfig], type[HooksConfig]]:
+    """The metrics and hooks config types (imported late: those modules build on this one)."""
+    from .hooks import HooksConfig
+    from .metrics import MetricsConfig
+    return MetricsConfig, HooksConfig
+
+
+# Sections parsed by the module that uses them (key -> its scalar keys settable as DATAHUB__SECTION__KEY).
+OWN_SECTIONS = {"metrics": ("listen", "textfile", "pushgateway"), "hooks": ("timeout",), "notify": ()}
 
 
 SECTIONS: dict[str, type] = {
@@ -526,17 +545,22 @@ def _check_distinct(datasets: list[DatasetConfig]) -> None:
 
 
 def build_config(data: Mapping[str, Any] | None, source: Path | None = None,
-                 warnings: tuple[str, ...] = ()) -> Config:
+                 warnings: tuple[str, ...] = (), extra_notify: tuple[NotifyTarget, ...] = ()) -> Config:
     """Validate a config mapping (as loaded from YAML) into a Config."""
+    from .hooks import parse_hooks
+    from .metrics import parse_metrics
+    from .notify import parse_notify
     data = dict(data or {})
-    known = set(SECTIONS) | {"datasets"}
+    known = set(SECTIONS) | set(OWN_SECTIONS) | {"datasets"}
     for key in data:
         if key not in known:
             raise ConfigError(f"{_key(key)}: unknown key (known: {', '.join(sorted(known))})")
     sections = {name: _section(name, data.get(name)) for name in SECTIONS}
     sync: SyncConfig = sections["sync"]
     datasets = _datasets(data.get("datasets"), sync.data_root)
-    config = Config(datasets=datasets, source=source, warnings=warnings, **sections)
+    config = Config(datasets=datasets, source=source, warnings=warnings, metrics=parse_metrics(data.get("metrics")),
+                    notify=parse_notify(data.get("notify")) + extra_notify, hooks=parse_hooks(data.get("hooks")),
+                    **sections)
     state_dir = Path(os.path.normpath(config.state_dir))
     for i, ds in enumerate(datasets):
         if ds.mode == "mirror" and (state_dir == ds.local_dir or ds.local_dir in state_dir.parents):
@@ -588,11 +612,13 @@ ENV_KEYS = {
     "DATAHUB_URL": ("hub", "url"), "DATAHUB_TOKEN": ("hub", "token"), "DATAHUB_TOKEN_FILE": ("hub", "token_file"),
     "DATAHUB_TIMEOUT": ("hub", "timeout"), "DATAHUB_PARALLEL": ("sync", "parallel"),
     "DATAHUB_DATA_ROOT": ("sync", "data_root"), "DATAHUB_STATE_DIR": ("sync", "state_dir"),
+    "DATAHUB_LISTEN": ("metrics", "listen"),
     "DATAHUB_SCHEDULE": ("schedule", "cron"), "DATAHUB_LOG_LEVEL": ("logging", "level"),
     "DATAHUB_LOG_FORMAT": ("logging", "format"), "DATAHUB_LOG_FILE": ("logging", "file"),
 }
 # Read elsewhere (not config keys), so not typos.
-OTHER_ENV = {"DATAHUB_CONFIG", "DATAHUB_DATASETS", "DATAHUB_CRONTAB"}
+OTHER_ENV = {"DATAHUB_CONFIG", "DATAHUB_DATASETS", "DATAHUB_CRONTAB", "DATAHUB_NOTIFY_URL", "DATAHUB_NOTIFY_FORMAT",
+             "DATAHUB_NOTIFY_ON", "DATAHUB_NOTIFY_SECRET_FILE"}
 WELL_KNOWN_HEADERS = {"cf-access-client-id": "CF-Access-Client-Id", "cf-access-client-secret": "CF-Access-Client-Secret"}
 
 
@@ -646,7 +672,8 @@ def apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> tuple
                 headers[header_name(rest)] = value
         elif var.startswith("DATAHUB__"):
             parts = var[len("DATAHUB__"):].lower().split("__")
-            if len(parts) != 2 or parts[0] not in CHECKS or parts[1] not in CHECKS[parts[0]] or parts[1] == "headers":
+            scalars = {**{k: tuple(v) for k, v in CHECKS.items()}, **OWN_SECTIONS}
+            if len(parts) != 2 or parts[1] not in scalars.get(parts[0], ()) or parts[1] == "headers":
                 raise ConfigError(f"{_key(var)}: names no configuration key (expected DATAHUB__SECTION__KEY, e.g. DATAHUB__HUB__RETRIES)")
             put(parts[0], parts[1], None if value.lower() in ("null", "~") else value)
         elif var not in OTHER_ENV:
@@ -672,7 +699,9 @@ def load_config(path: str | None = None, environ: Mapping[str, str] | None = Non
     source = find_config_path(path, environ)
     data = read_yaml(source) if source else {}
     data, warnings = apply_environment(data, environ)
-    return build_config(data, source=source, warnings=warnings)
+    from .notify import notify_from_env
+    env_target = notify_from_env(environ)
+    return build_config(data, source=source, warnings=warnings, extra_notify=(env_target,) if env_target else ())
 
 
 def config_from(obj: Any) -> Config:
@@ -698,4 +727,9 @@ def masked(config: Config) -> dict[str, Any]:
             if isinstance(value, Path):
                 section[key] = str(value)
     out["datasets"] = [{"name": d.name, "local_dir": str(d.local_dir), "mode": d.mode} for d in config.datasets]
+    out["metrics"] = {"listen": config.metrics.listen, "textfile": config.metrics.textfile,
+                      "pushgateway": _masked_url(config.metrics.pushgateway)}
+    out["notify"] = [f"{t.format} {t.origin} on {','.join(sorted(t.on))}" for t in config.notify]
+    out["hooks"] = {"post_sync": bool(config.hooks.post_sync), "verify": bool(config.hooks.verify),
+                    "timeout": config.hooks.timeout}
     return out

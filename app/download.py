@@ -107,6 +107,8 @@ class PackageDownload:
         self._active: set[requests.Response] = set()
         self._error: BaseException | None = None
         self.progress: Progress | None = None
+        self.received = 0          # package bytes received from the hub by this download
+        self.retries = 0           # requests repeated after a broken or stalled stream
 
     # ---- the record beside the part file ------------------------------------------------------
 
@@ -331,6 +333,7 @@ class PackageDownload:
                 self._write(data, offset)
                 with self._lock:
                     seg.pos += len(data)
+                    self.received += len(data)
                     self._save_meta()
                     self._changed.notify_all()
                 if self.progress:
@@ -420,6 +423,8 @@ class PackageDownload:
                 if isinstance(exc, (IdentityChanged, DiskFullError)) or not self.plan.ranges or attempt + 1 >= attempts:
                     raise
                 self.log.warning("download interrupted at byte %d: %s; resuming", seg.pos, _why(exc))
+                with self._lock:
+                    self.retries += 1
                 self.hub.wait(self.hub.backoff(attempt))
                 response = None
 

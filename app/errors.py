@@ -90,5 +90,11 @@ class DiskFullError(DataHubSyncError):
         self.status = status
 
 
+class Rejected(DataHubSyncError):
+    """The verify hook refused the staged tree: the installed version stays."""
+
+    status = "rejected"
+
+
 class InstallError(DataHubSyncError):
     status = "extract_failed"

@@ -5,7 +5,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 OK_STATUSES = ("success", "up_to_date", "would_sync")
-FAIL_STATUSES = ("package_not_ready", "stale_package", "not_found", "download_failed", "extract_failed", "error")
+FAIL_STATUSES = ("package_not_ready", "stale_package", "not_found", "download_failed", "extract_failed", "rejected",
+                 "hook_failed", "error")
 
 
 @dataclass

@@ -12,7 +12,8 @@ from pathlib import Path
 from .config import Config, DatasetConfig
 from .download import PackageDownload
 from .fetch import BackgroundDownload
-from .errors import (ConfigError, DataHubSyncError, DiskFullError, DownloadError, IdentityChanged, InstallError, Interrupted,
+from .hooks import resume_hooks, run_post_sync, run_verify
+from .errors import (ConfigError, DataHubSyncError, Rejected, DiskFullError, DownloadError, IdentityChanged, InstallError, Interrupted,
                      NotPublishedError, PackageAlreadySeen, PackageError)
 from .fsutil import free_bytes, is_empty_dir, nearest_existing, permission_hint, remove_tree
 from .hub import HubClient
@@ -30,6 +31,7 @@ from .state import StateStore, import_candidates
 from .timeutil import from_iso, get_zone, to_iso, utcnow
 
 log = logging.getLogger("datahubsync.sync")
+hook_log = logging.getLogger("datahubsync.hook")
 
 
 def advertised(remote: RemoteDataset) -> dict[str, object]:
@@ -104,6 +106,8 @@ class DatasetSync:
         self.store = run.store
         self.work = Workspace(run.state_dir, ds)
         self.deadline = time.monotonic() + self.config.sync.package_wait
+        self.downloaded = 0        # bytes received from the hub, over every attempt of this run
+        self.retries = 0
 
     # ---- the steps ----------------------------------------------------------------------------
 
@@ -187,6 +191,8 @@ class DatasetSync:
             raise
         finally:
             fetch.cancel()
+            self.downloaded += download.received
+            self.retries += download.retries
 
     def _check_and_install(self, remote: RemoteDataset, state: dict, local_present: bool,
                            download: PackageDownload, fetch: BackgroundDownload) -> SyncResult:
@@ -209,6 +215,7 @@ class DatasetSync:
         try:
             got, sha = self._obtain(download, fetch.result)
             self._verify(download, remote, got.size, sha)
+            self._quality_gate(version_time, state)
             if self.ds.mode == "mirror":
                 done = install_mirror(self.work.staging, plan, self.ds.local_dir, self.work.previous)
             else:
@@ -218,7 +225,34 @@ class DatasetSync:
             raise
         self._record_installed(got, sha, plan, version_time, warning, done)
         self._keep_or_drop(download)
-        return SyncResult.ok(name, "success", version=to_iso(version_time), files=done.files, bytes=done.bytes, warning=warning)
+        version = to_iso(version_time)
+        problem = self._after_install(version, state.get("last_updated"))
+        if problem:
+            return SyncResult.failed(name, "hook_failed", problem, version=version, files=done.files, bytes=done.bytes)
+        return SyncResult.ok(name, "success", version=version, files=done.files, bytes=done.bytes, warning=warning)
+
+    def _quality_gate(self, version_time, state: dict) -> None:
+        """hooks.verify on the staged tree: anything but success keeps the installed version."""
+        outcome = run_verify(self.config.hooks, self.work.staging, self.ds.name, to_iso(version_time),
+                             state.get("last_updated"), hook_log, self.run.stop)
+        if outcome is None or outcome.ok:
+            return
+        if outcome.interrupted:
+            raise Interrupted("stopped by signal during the verify hook")
+        raise Rejected(f"the verify hook refused version {to_iso(version_time)}: {outcome.error}; "
+                       "the installed version stays")
+
+    def _after_install(self, version: str, previous: str | None) -> str | None:
+        """hooks.post_sync once the new version is installed; its failure fails the dataset (data stays)."""
+        outcome = run_post_sync(self.config.hooks, self.run.state_dir, self.ds.name, self.ds.local_dir,
+                                version, previous, hook_log, self.run.stop)
+        if outcome is None or outcome.ok:
+            return None
+        if outcome.interrupted:
+            raise Interrupted("stopped by signal during the post_sync hook (it runs again at the next start)")
+        problem = f"version {version} is installed, but the post_sync hook failed: {outcome.error}"
+        self.store.update(self.ds.name, status="hook_failed", error=redact(problem), attempted_at=to_iso(utcnow()))
+        return problem
 
     def _record_installed(self, got, sha: str, plan, version_time, warning: str | None, done) -> None:
         now = to_iso(utcnow())
@@ -327,6 +361,8 @@ class SyncRun:
         self.hub: HubClient | None = None
         self.listing: ListingCache | None = None
         self.store: StateStore | None = None
+        self.downloaded: dict[str, int] = {}      # per dataset, for the run's metrics
+        self.retries: dict[str, int] = {}
 
     def execute(self, names: list[str] | None = None) -> list[SyncResult]:
         datasets = [self.config.dataset(n) for n in names] if names else list(self.config.datasets)
@@ -338,9 +374,18 @@ class SyncRun:
             raise InstallError(permission_hint(nearest_existing(self.state_dir))) from None
         try:
             with SyncLock(self.state_dir / "lock"):
-                return self._execute(datasets)
+                resume_hooks(self.config.hooks, self.state_dir, hook_log, self.stop)
+                previous = self._recorded(datasets)
+                results = self._execute(datasets)
+                report_run(self.config, results, previous, self.downloaded, self.retries)
+                return results
         except PermissionError as exc:
             raise InstallError(permission_hint(Path(exc.filename or self.state_dir))) from None
+
+    def _recorded(self, datasets: list[DatasetConfig]) -> dict[str, dict]:
+        """Each dataset's state before the run (what notifications compare with)."""
+        store = StateStore(self.state_path, self.zone, import_candidates(self.state_dir, self.config.source))
+        return {ds.name: store.get(ds.name) for ds in datasets}
 
     def _execute(self, datasets: list[DatasetConfig]) -> list[SyncResult]:
         self.store = StateStore(self.state_path, self.zone, import_candidates(self.state_dir, self.config.source))
@@ -376,10 +421,12 @@ class SyncRun:
         return result
 
     def _guarded(self, ds: DatasetConfig) -> SyncResult:
+        one = None
         try:
             if self.stop.is_set():
                 raise Interrupted("stopped by signal")
-            return DatasetSync(self, ds).sync()
+            one = DatasetSync(self, ds)
+            return one.sync()
         except Interrupted as exc:
             # a stop is not the dataset's failure: its recorded state stays as it was
             return SyncResult.failed(ds.name, "error", f"interrupted: {exc} (the next run resumes)", interrupted=True)
@@ -398,6 +445,10 @@ class SyncRun:
         except Exception as exc:        # noqa: BLE001 - one dataset never stops the others
             log.debug("unexpected error", exc_info=True)
             return self._fail(ds.name, "error", f"unexpected {type(exc).__name__}: {exc}")
+        finally:
+            if one is not None:
+                self.downloaded[ds.name] = one.downloaded
+                self.retries[ds.name] = one.retries
 
     def _drop_partial(self, ds: DatasetConfig) -> None:
         """A full disk is left no fuller than before the run."""
@@ -419,3 +470,22 @@ class SyncRun:
         except OSError as exc:
             log.error("cannot record the failure in %s: %s", self.store.path, exc.strerror)
 
+
+
+def report_run(config: Config, results: list[SyncResult], previous: dict[str, dict],
+               downloaded: dict[str, int], retries: dict[str, int]) -> None:
+    """After a run (holding the lock): metrics.json, the textfile and Pushgateway, notifications.
+    None of them fails the run or changes its exit code: a problem is a warning in the log."""
+    from .metrics import push, record_run, write_textfile
+    from .notify import send
+    record_run(config.state_dir, results, downloaded, retries)
+    problems = []
+    if config.metrics.textfile:
+        problems.append(write_textfile(config, config.metrics.textfile))
+    if config.metrics.pushgateway:
+        problems.append(push(config, config.metrics.pushgateway))
+    if config.notify:
+        problems += send(config.notify, results, previous)
+    for problem in problems:
+        if problem:
+            log.warning(redact(problem))
