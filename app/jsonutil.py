@@ -61,9 +61,8 @@ def loads_capped(data: bytes | str, max_depth: int = MAX_DEPTH) -> Any:
     too_deep = Unreadable(f"nested deeper than {max_depth} levels")
 
     def parse_int(literal: str) -> int | Unreadable:
-        if len(literal) > MAX_INT_DIGITS:
-            return Unreadable(f"a number of {len(literal.lstrip('-'))} digits")
-        return int(literal)
+        digits = len(literal.lstrip("-"))
+        return int(literal) if digits <= MAX_INT_DIGITS else Unreadable(f"a number of {digits} digits")
 
     try:
         document = json.loads(text, parse_int=parse_int)

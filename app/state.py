@@ -19,8 +19,6 @@ log = logging.getLogger("datahubsync.state")
 FORMAT_VERSION = 1
 # What describes the installed version: a failed attempt never touches these.
 INSTALLED_FIELDS = ("last_updated", "sha256", "synced_at", "files", "bytes", "identity", "package_time")
-
-
 TIME_FIELDS = ("last_updated", "synced_at", "attempted_at", "last_ok_at", "package_time")
 TEXT_FIELDS = ("error", "warning")
 COUNT_FIELDS = ("files", "bytes")
