@@ -2,27 +2,38 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
+import re
 import shlex
 import shutil
 import signal
 import stat
 import sys
 import threading
+from datetime import datetime
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .config import Config, masked
 from .crontab import Crontab, CrontabError, parse_crontab
 from .errors import ConfigError, ExitCode
 from .fsutil import is_empty_dir
-from .status import record_daemon_start
-from .timeutil import get_zone
+from .scheduler import CrontabRunner, OutputLine, run_job_now
+from .secrets import redact
+from .state import import_candidates
+from .status import load_state, record_daemon_start
+from .timeutil import get_zone, utcnow
+
+if TYPE_CHECKING:                     # the listener pulls in prometheus_client: only loaded when one is asked for
+    from .listen import Listener
 
 log = logging.getLogger("datahubsync.cron")
 MAX_CRONTAB_BYTES = 1 << 20         # a crontab is a few lines; /dev/zero is not one
 ENTRYPOINT = Path(__file__).resolve().parent.parent / "entrypoint.py"
+# The start of a line in the text log format (app/logs.py): time, then level.
+TEXT_LOG_LINE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2} (?:DEBUG|INFO|WARNING|ERROR|CRITICAL)\b")
 
 
 def program_command() -> str:
@@ -115,9 +126,115 @@ def job_environment(config: Config, config_path: str | None) -> dict[str, str]:
     return env
 
 
+class JobOutput:
+    """Where the jobs' output lines go.
+
+    A line that already is a log line in the daemon's own format (a `datahubsync` job logs exactly
+    as the daemon does: text lines start with time and level, JSON lines are objects) is written
+    as it is, to the daemon's console handlers only: the job wrote its log file itself. Any other
+    line (a user's own command, a traceback) is logged by the daemon, with the job's position and
+    stream, so the log stays one format. Each line is written whole, holding the handler's lock,
+    so jobs printing at the same time interleave by whole lines, never inside one.
+    """
+
+    def __init__(self, logger: logging.Logger, json_format: bool) -> None:
+        self._logger = logger
+        self._json = json_format
+        self._lock = threading.Lock()
+        self._passing: set[tuple[int | str, str]] = set()     # (job, stream) in a passed-on long line
+
+    def __call__(self, line: OutputLine) -> None:
+        key = (line.job, line.stream)
+        with self._lock:
+            passing = key in self._passing if line.continued else self._is_log_line(line.text)
+            (self._passing.add if passing else self._passing.discard)(key)
+        if passing:
+            self._write(redact(line.text))
+        else:
+            self._logger.info(line.text, extra={"job": line.job, "stream": line.stream})
+
+    def _is_log_line(self, text: str) -> bool:
+        if not self._json:
+            return TEXT_LOG_LINE.match(text) is not None
+        if not text.startswith("{"):
+            return False
+        try:
+            return isinstance(json.loads(text), dict)
+        except (ValueError, RecursionError):
+            return False
+
+    def _write(self, text: str) -> None:
+        for handler in self._console_handlers():
+            handler.acquire()
+            try:
+                handler.stream.write(text + handler.terminator)
+                handler.flush()
+            finally:
+                handler.release()
+
+    def _console_handlers(self) -> list[logging.StreamHandler]:
+        found: list[logging.StreamHandler] = []
+        logger: logging.Logger | None = self._logger
+        while logger is not None:
+            found += [h for h in logger.handlers
+                      if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)]
+            logger = logger.parent if logger.propagate else None
+        return found
+
+
+class StateView:
+    """The datasets' state for readiness, read again whenever state.json (or a file it would be
+    imported from) changed: a probe every few seconds costs a few stat() calls, and a corrupt file
+    is warned about once, not at every probe."""
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._paths = (config.state_dir / "state.json", *import_candidates(config.state_dir, config.source))
+        self._lock = threading.Lock()
+        self._key: tuple[Any, ...] | None = None
+        self._state: dict[str, Any] = {}
+
+    def __call__(self) -> dict[str, Any]:
+        key = tuple(_file_key(path) for path in self._paths)
+        with self._lock:
+            if key != self._key:
+                self._state, self._key = load_state(self._config), key
+            return self._state
+
+
+def _file_key(path: Path) -> tuple[int, int, int] | None:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_ino, info.st_size, info.st_mtime_ns
+
+
+def start_observability(address: str, config: Config, runner: CrontabRunner, clock: Callable[[], datetime],
+                        started: datetime) -> Listener:
+    """The listener on `address`: /healthz from the scheduler, /readyz and /metrics from the state."""
+    from prometheus_client import CollectorRegistry
+
+    from .listen import start_listener
+    from .metrics import DataHubCollector
+    from .readiness import problems
+
+    def next_run() -> float | None:
+        due = runner.next_run()
+        return None if due is None else due.timestamp()
+
+    state = StateView(config)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(DataHubCollector(config, clock, next_run, daemon_started=lambda: started))
+    return start_listener(address, config, registry,
+                          ready=lambda: problems(config, state(), clock(), started), alive=runner.alive)
+
+
 def run_daemon(config: Config, crontab: Crontab, *, config_path: str | None, run_on_start: bool,
-               stop: threading.Event | None = None) -> ExitCode:
-    from .scheduler import run_crontab, run_job_now
+               stop: threading.Event | None = None, listen: str | None = None,
+               clock: Callable[[], datetime] = utcnow) -> ExitCode:
+    """Run the crontab until a stop signal (or `stop`). `listen` (else metrics.listen) starts the
+    HTTP listener; `clock` is the time readiness and the metrics are judged by (tests move it)."""
     stop = stop or threading.Event()
 
     def on_signal(signum, _frame) -> None:
@@ -125,7 +242,11 @@ def run_daemon(config: Config, crontab: Crontab, *, config_path: str | None, run
         stop.set()
 
     crontab = in_schedule_zone(crontab, config.schedule.timezone)
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    address = listen or config.metrics.listen
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    signals = (signal.SIGTERM, signal.SIGINT) if on_main_thread else ()
+    previous = {sig: signal.signal(sig, on_signal) for sig in signals}
+    listener = None
     try:
         log.info("datahubsync cron starting: %d job(s); effective config %s", len(crontab.jobs), masked(config))
         log.info("schedules run in time zone %s", _zone_origin(crontab, config))
@@ -133,21 +254,28 @@ def run_daemon(config: Config, crontab: Crontab, *, config_path: str | None, run
             log.warning(warning)
         for gap in config.missing():
             log.error("%s; the daemon stays up and the jobs will report it until it is set", gap)
+        env = job_environment(config, config_path)
+        output = JobOutput(log, config.logging.format == "json")
+        runner = CrontabRunner(crontab, stop=stop, logger=log, base_env=env, output=output)
+        started = clock()
+        if address:
+            listener = start_observability(address, config, runner, clock, started)
         if config.state_dir and not config.missing():
             try:
                 config.state_dir.mkdir(parents=True, exist_ok=True)
-                record_daemon_start(config)
+                record_daemon_start(config, started)
             except OSError as exc:
                 log.error("cannot create the state directory %s: %s", config.state_dir, exc.strerror)
-        env = job_environment(config, config_path)
         if wants_initial_sync(config, run_on_start):
             # before the schedule starts, so the first scheduled run never overlaps it
             log.info("running a sync at start (schedule.run_on_start: %s)", "always" if run_on_start else config.schedule.run_on_start)
             run_job_now(command="datahubsync sync", shell=crontab.shell, env={**env, **crontab.env}, logger=log,
-                        position="start", stop=stop)
+                        position="start", stop=stop, output=output)
         if not stop.is_set():
-            run_crontab(crontab, stop=stop, logger=log, base_env=env)
+            runner.run()
     finally:
+        if listener is not None:
+            listener.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     log.info("stopped")

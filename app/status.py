@@ -13,10 +13,10 @@ from .errors import DataHubSyncError
 from .fsutil import atomic_write
 from .hub import HubClient
 from .jsonutil import describe, loads
-from .result import OK_STATUSES
+from .readiness import problems, summary
 from .secrets import redact
 from .state import StateStore, import_candidates
-from .timeutil import from_iso, get_zone, parse_timestamp, to_iso, utcnow
+from .timeutil import get_zone, parse_timestamp, to_iso, utcnow
 
 log = logging.getLogger("datahubsync.status")
 DAEMON_FILE = "daemon.json"
@@ -98,9 +98,10 @@ def print_status(config: Config, out: TextIO, as_json: bool) -> None:
 
 # ---- health -------------------------------------------------------------------------------------
 
-def record_daemon_start(config: Config) -> None:
-    """The cron daemon notes when it started, so `healthcheck` can apply the grace period."""
-    doc = {"pid": os.getpid(), "started_at": to_iso(utcnow())}
+def record_daemon_start(config: Config, started: datetime | None = None) -> None:
+    """The cron daemon notes when it started (`started`, else now), so `healthcheck` can apply the
+    grace period."""
+    doc = {"pid": os.getpid(), "started_at": to_iso(started or utcnow())}
     try:
         atomic_write(config.state_dir / DAEMON_FILE, json.dumps(doc).encode())
     except OSError as exc:
@@ -131,26 +132,6 @@ def daemon_started(config: Config) -> datetime | None:
 
 
 def health_problem(config: Config, now: datetime | None = None) -> str | None:
-    """None when healthy, else one line saying why not."""
-    missing = config.missing()
-    if missing:
-        return "; ".join(missing)
-    now = now or datetime.now(timezone.utc)
-    state = load_state(config)
-    started = daemon_started(config)
-    for ds in config.datasets:
-        entry = state.get(ds.name, {})
-        status = entry.get("status")
-        if entry.get("imported") and status == "success":
-            continue            # installed by the original client; the first run here records its own times
-        if status and status not in OK_STATUSES:
-            return f"{ds.name}: last sync failed ({status}): {_shown(entry.get('error')) or 'no detail'}"
-        last_ok = from_iso(entry.get("last_ok_at") or entry.get("synced_at"))
-        if last_ok is None:
-            if started is not None and (now - started).total_seconds() > config.health.grace:
-                return f"{ds.name}: never synced successfully since the daemon started at {to_iso(started)}"
-            continue
-        age = (now - last_ok).total_seconds()
-        if age > config.health.max_age:
-            return f"{ds.name}: last successful sync {age / 3600:.1f} h ago (health.max_age {config.health.max_age / 3600:.1f} h)"
-    return None
+    """None when healthy, else one line saying why not: the rule behind /readyz, over the state files."""
+    found = problems(config, load_state(config), now or datetime.now(timezone.utc), daemon_started(config))
+    return summary(found)

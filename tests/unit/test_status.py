@@ -20,7 +20,8 @@ from app.serve import make_server
 from tests.hubs import FaultyHub
 from tests.hubs.common import serving
 from app.state import StateStore
-from app.status import daemon_started, health_problem, print_status, record_daemon_start, status_rows
+from app.readiness import problems, summary
+from app.status import daemon_started, health_problem, load_state, print_status, record_daemon_start, status_rows
 from app.timeutil import to_iso
 
 UTC = timezone.utc
@@ -124,6 +125,17 @@ def test_one_unhealthy_dataset_among_healthy_ones(tmp_path: Path) -> None:
     assert health_problem(cfg, NOW).startswith("b: last sync failed (stale_package)")
 
 
+def test_every_problem_is_named_as_readyz_names_them(tmp_path: Path) -> None:
+    """healthcheck's line is readiness.summary over the same problems /readyz answers with."""
+    cfg = config(tmp_path, datasets=["a", "b", "c"])
+    write_state(cfg, {"a": ok_entry(NOW - timedelta(hours=30)), "b": {"status": "error", "error": "boom"},
+                      "c": ok_entry(NOW - timedelta(hours=1))})
+    found = problems(cfg, load_state(cfg), NOW, daemon_started(cfg))
+    assert set(found) == {"a", "b"}
+    assert health_problem(cfg, NOW) == summary(found) == (
+        "a: last successful sync 30.0 h ago (health.max_age 26.0 h); b: last sync failed (error): boom")
+
+
 def test_imported_original_state_counts_as_a_success(tmp_path: Path) -> None:
     """A server switched from the original client has its versions imported (SPEC section 4): its data is
     there and synced, so the daemon's grace period must not turn it unhealthy before the first scheduled run."""
@@ -149,6 +161,8 @@ def test_record_daemon_start(tmp_path: Path) -> None:
     started = daemon_started(cfg)
     assert started is not None and abs((datetime.now(UTC) - started).total_seconds()) < 60
     assert json.loads((cfg.state_dir / "daemon.json").read_text())["pid"] == os.getpid()
+    record_daemon_start(cfg, NOW)                   # the daemon passes the instant its readiness counts from
+    assert daemon_started(cfg) == NOW
 
 
 @pytest.fixture
@@ -271,7 +285,8 @@ def test_errors_from_state_are_redacted_again_and_kept_on_one_line(tmp_path: Pat
     rows, _ = status_rows(cfg, with_remote=False)
     assert rows[0]["error"] == "HTTP 403 with ***\\nand \\x1b[31mred"
     cfg = config(tmp_path, datasets=["ds"])
-    assert health_problem(cfg, NOW) == "ds: last sync failed (error): HTTP 403 with ***\\nand \\x1b[31mred"
+    # healthcheck says what /readyz says: whitespace runs (the line break) fold into one space
+    assert health_problem(cfg, NOW) == "ds: last sync failed (error): HTTP 403 with *** and \\x1b[31mred"
 
 
 def test_status_shows_a_bad_hub_entry_for_that_dataset_only(tmp_path: Path) -> None:
