@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     cron.add_argument("--crontab", metavar="PATH", help="supercronic-format crontab (default: $DATAHUB_CRONTAB, else schedule.cron)")
     cron.add_argument("--run-on-start", action="store_true", help="sync once at start")
     cron.add_argument("--test", action="store_true", help="validate the crontab and exit")
+    cron.add_argument("--listen", metavar="ADDR",
+                      help="serve /healthz, /readyz and /metrics on HOST:PORT or :PORT "
+                           "(default: $DATAHUB_LISTEN, else metrics.listen; off when none is set)")
     commands.add_parser("check", help="pre-flight checks: config, crontab, hub, datasets, targets, disk")
     status = commands.add_parser("status", help="installed and remote versions per dataset")
     status.add_argument("--json", action="store_true")
@@ -102,6 +105,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 def cmd_cron(args: argparse.Namespace) -> int:
     from app.daemon import crontab_source, load_crontab, run_daemon
+    from app.metrics import split_listen
+    if args.listen is not None:
+        split_listen(args.listen.strip(), key="--listen")      # a bad address is a usage error (exit 2)
     config = _config(args)
     _setup_logs(config)
     text, source = crontab_source(args.crontab, os.environ, config)
@@ -109,7 +115,8 @@ def cmd_cron(args: argparse.Namespace) -> int:
     if args.test:
         print("crontab is valid")
         return ExitCode.OK
-    return run_daemon(config, crontab, config_path=args.config, run_on_start=args.run_on_start)
+    return run_daemon(config, crontab, config_path=args.config, run_on_start=args.run_on_start,
+                      listen=args.listen.strip() if args.listen else None)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
