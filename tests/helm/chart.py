@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import shutil
 import subprocess
 import tempfile
@@ -42,7 +43,9 @@ def helm_with_values(command: str, values_files: Iterable[Path] = (),
         args = [f"--values={path}" for path in values_files]
         if values is not None:
             path = Path(tmp) / "values.yaml"
-            path.write_text(yaml.safe_dump(dict(values), sort_keys=False))
+            # JSON (a subset of YAML): every string quoted, so helm's YAML 1.1 parser cannot
+            # read a value such as N or on as a boolean.
+            path.write_text(json.dumps(dict(values)))
             args.append(f"--values={path}")
         if command in ("template", "install"):
             return run_helm(command, RELEASE, str(CHART), *args, *extra)
@@ -71,6 +74,27 @@ class Rendered:
         return {o["metadata"]["name"]: o for o in self.all(kind)}
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that fails on a key repeated in one mapping. PyYAML keeps the last one
+    silently, while the API server rejects such a manifest (or one value wins unseen)."""
+
+
+def _unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    keys = [loader.construct_object(key, deep=True) for key, _ in node.value]
+    repeated = sorted({str(k) for k in keys if keys.count(k) > 1})
+    if repeated:
+        raise yaml.constructor.ConstructorError(None, None, f"repeated key(s) {repeated}", node.start_mark)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
+def load_manifest(text: str) -> list[dict[str, Any]]:
+    """The objects of a multi-document manifest; a repeated key anywhere fails."""
+    return [o for o in yaml.load_all(text, Loader=_UniqueKeyLoader) if o]
+
+
 def template(values_files: Iterable[Path] = (), values: Mapping[str, Any] | None = None,
              *extra: str) -> subprocess.CompletedProcess[str]:
     return helm_with_values("template", values_files, values, *extra)
@@ -81,8 +105,7 @@ def render(values_files: Iterable[Path] = (), values: Mapping[str, Any] | None =
     """`helm template`, which must succeed, parsed into objects."""
     proc = template(values_files, values, *extra)
     assert proc.returncode == 0, f"helm template failed:\n{proc.stderr}"
-    objects = [o for o in yaml.safe_load_all(proc.stdout) if o]
-    return Rendered(proc.stdout, objects)
+    return Rendered(proc.stdout, load_manifest(proc.stdout))
 
 
 def pod_template(obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -103,14 +126,20 @@ def container(pod: Mapping[str, Any]) -> dict[str, Any]:
     return containers[0]
 
 
-def env_of(pod: Mapping[str, Any]) -> dict[str, str]:
-    """The container's env as a dict; fails on a duplicate name or a valueFrom."""
-    env: dict[str, str] = {}
+def env_entries(pod: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The container's env entries by name; fails on a duplicate name."""
+    entries: dict[str, dict[str, Any]] = {}
     for item in container(pod).get("env", []):
-        assert item["name"] not in env, f"env {item['name']} set twice"
-        assert "value" in item and "valueFrom" not in item, f"env {item['name']} is not a plain value"
-        env[item["name"]] = item["value"]
-    return env
+        assert item["name"] not in entries, f"env {item['name']} set twice"
+        assert ("value" in item) != ("valueFrom" in item), f"env {item['name']}: value or valueFrom"
+        entries[item["name"]] = item
+    return entries
+
+
+def env_of(pod: Mapping[str, Any]) -> dict[str, str]:
+    """The container's plain env values as a dict (entries with valueFrom are left out:
+    see env_entries); fails on a duplicate name."""
+    return {name: item["value"] for name, item in env_entries(pod).items() if "value" in item}
 
 
 def mounts_of(pod: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

@@ -1,17 +1,20 @@
 """Runs a rendered pod's container with `docker run`, set up the way a kubelet would start it.
 
 No cluster can run here, so this is the closest real thing: the same image, command and
-args, environment (with `$(VAR)` expansion), user and groups from the security contexts,
-read-only root, dropped capabilities, and every volume the pod declares — ConfigMap and
-Secret contents written to files with the kubelet's modes and group, hostPath bind-mounted
-after the kubelet's type check, emptyDir as a fresh tmpfs. Anything the emulation does not
-cover (a PVC, subPath, valueFrom, ...) raises instead of being silently skipped.
+args, environment (with `$(VAR)` expansion, `valueFrom` and `envFrom` read from the
+namespace's ConfigMaps and Secrets), user and groups from the security contexts, read-only
+root, dropped capabilities, the grace period, and every volume the pod declares — ConfigMap
+and Secret contents written to files with the kubelet's modes and group, hostPath
+bind-mounted after the kubelet's type check (and `subPath` created the kubelet's way),
+emptyDir as a fresh tmpfs. Anything the emulation does not cover (a PVC, init containers,
+a runtime class, ...) raises instead of being silently skipped.
 """
 from __future__ import annotations
 
 import base64
 import os
 import re
+import stat
 import subprocess
 import uuid
 from dataclasses import dataclass
@@ -26,13 +29,17 @@ _POD_SC = {"runAsNonRoot", "runAsUser", "runAsGroup", "fsGroup", "supplementalGr
            "seccompProfile", "fsGroupChangePolicy"}
 _CONTAINER_SC = {"runAsNonRoot", "runAsUser", "runAsGroup", "readOnlyRootFilesystem",
                  "allowPrivilegeEscalation", "capabilities", "seccompProfile", "privileged"}
-# Pod and container fields that change nothing about how the process runs on one node.
+# Pod and container fields that change nothing about how the process runs on one node,
+# or that docker_command handles itself.
 _IGNORED_POD = {"restartPolicy", "serviceAccountName", "automountServiceAccountToken",
-                "imagePullSecrets", "nodeSelector", "tolerations", "affinity",
-                "securityContext", "containers", "volumes"}
-_IGNORED_CONTAINER = {"name", "image", "imagePullPolicy", "resources", "env", "args",
+                "imagePullSecrets", "nodeSelector", "tolerations", "affinity", "priorityClassName",
+                "securityContext", "containers", "volumes", "enableServiceLinks",
+                "terminationGracePeriodSeconds"}
+_IGNORED_CONTAINER = {"name", "image", "imagePullPolicy", "resources", "env", "envFrom", "args",
                       "command", "securityContext", "volumeMounts", "workingDir"}
-
+# What a valid environment variable name from envFrom looks like (others are skipped, as
+# the kubelet skips them with an event).
+_ENV_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")
 
 
 class Unsupported(AssertionError):
@@ -81,11 +88,17 @@ class Kubelet:
         if unknown:
             raise Unsupported(f"container fields not emulated: {sorted(unknown)}")
 
+        if spec.get("enableServiceLinks", True):
+            # A node injects every Service of the namespace as *_SERVICE_HOST/_PORT variables.
+            raise Unsupported("enableServiceLinks (on by default): Service variables not emulated")
         cmd = ["docker", "run", "--rm", "--name", name, "--label", f"{LABEL}=helm-pod",
                "--pull", "never", "--network", "host"]
+        if spec.get("terminationGracePeriodSeconds") is not None:
+            cmd += ["--stop-timeout", str(spec["terminationGracePeriodSeconds"])]
         cmd += self._security_options(spec.get("securityContext") or {},
                                       ctr.get("securityContext") or {}, ctr["image"])
-        env = self._env(ctr.get("env") or [])
+        env = self._env_from(ctr.get("envFrom") or [])
+        env.update(self._env(ctr.get("env") or [], env))
         for key, value in env.items():
             cmd += ["--env", f"{key}={value}"]
         if ctr.get("workingDir"):
@@ -135,14 +148,50 @@ class Kubelet:
             raise Unsupported(f"seccompProfile {seccomp} not emulated")
         return opts
 
-    @staticmethod
-    def _env(items: list[Mapping[str, Any]]) -> dict[str, str]:
+    def _env(self, items: list[Mapping[str, Any]], earlier: Mapping[str, str]) -> dict[str, str]:
+        """`env` entries; they win over envFrom, and may refer to earlier variables."""
         env: dict[str, str] = {}
         for item in items:
             if "valueFrom" in item:
-                raise Unsupported(f"env {item['name']}: valueFrom not emulated")
-            # Later entries may refer to earlier ones, as the kubelet allows.
-            env[item["name"]] = expand(str(item.get("value", "")), env)
+                value = self._value_from(item["name"], item["valueFrom"])
+                if value is None:
+                    continue  # an optional reference to a missing key: the variable is not set
+                env[item["name"]] = value
+            else:
+                env[item["name"]] = expand(str(item.get("value", "")), {**earlier, **env})
+        return env
+
+    def _value_from(self, name: str, source: Mapping[str, Any]) -> str | None:
+        refs = {"secretKeyRef": "Secret", "configMapKeyRef": "ConfigMap"}
+        if len(source) != 1 or next(iter(source)) not in refs:
+            raise Unsupported(f"env {name}: valueFrom {sorted(source)} not emulated")
+        field, ref = next(iter(source.items()))
+        obj = self._find(refs[field], ref["name"])
+        contents = _contents(obj) if obj is not None else {}
+        if ref["key"] not in contents:
+            if ref.get("optional"):
+                return None
+            raise Unsupported(f"env {name}: {refs[field]} {ref['name']} has no key {ref['key']!r} "
+                              "(the pod would not start)")
+        return contents[ref["key"]].decode()
+
+    def _env_from(self, sources: list[Mapping[str, Any]]) -> dict[str, str]:
+        env: dict[str, str] = {}
+        for source in sources:
+            kinds = {"secretRef": "Secret", "configMapRef": "ConfigMap"}
+            field = next((f for f in kinds if f in source), None)
+            if field is None or set(source) - {field, "prefix"}:
+                raise Unsupported(f"envFrom {sorted(source)} not emulated")
+            ref = source[field]
+            obj = self._find(kinds[field], ref["name"])
+            if obj is None:
+                if ref.get("optional"):
+                    continue
+                raise Unsupported(f"envFrom: {kinds[field]} {ref['name']} does not exist (the pod would not start)")
+            for key, value in _contents(obj).items():
+                var = source.get("prefix", "") + key
+                if _ENV_NAME.fullmatch(var):
+                    env[var] = value.decode()
         return env
 
     # -- volumes ---------------------------------------------------------------------------------
@@ -151,10 +200,12 @@ class Kubelet:
         fs_group = (spec.get("securityContext") or {}).get("fsGroup")
         opts: list[str] = []
         for mount in ctr.get("volumeMounts") or []:
-            if set(mount) - {"name", "mountPath", "readOnly"}:
+            if set(mount) - {"name", "mountPath", "readOnly", "subPath"}:
                 raise Unsupported(f"volumeMount fields not emulated: {sorted(mount)}")
             volume = volumes[mount["name"]]
             dst, read_only = mount["mountPath"], bool(mount.get("readOnly"))
+            if mount.get("subPath") and "hostPath" not in volume:
+                raise Unsupported(f"volumeMount {mount['name']}: subPath is emulated on a hostPath only")
             if "configMap" in volume:
                 src = self._project(volume["name"], volume["configMap"], "ConfigMap", fs_group)
                 opts += ["--mount", f"type=bind,src={src},dst={dst},readonly"]
@@ -163,6 +214,8 @@ class Kubelet:
                 opts += ["--mount", f"type=bind,src={src},dst={dst},readonly"]
             elif "hostPath" in volume:
                 src = _host_path(volume["hostPath"])
+                if mount.get("subPath"):
+                    src = _sub_path(Path(src), mount["subPath"])
                 opts += ["--mount", f"type=bind,src={src},dst={dst}" + (",readonly" if read_only else "")]
             elif "emptyDir" in volume:
                 size = (volume["emptyDir"] or {}).get("sizeLimit")
@@ -188,13 +241,7 @@ class Kubelet:
         obj = self._find(kind, name)
         if obj is None:
             raise Unsupported(f"volume {volume}: {kind} {name} does not exist (the pod would not start)")
-        contents: dict[str, bytes] = {}
-        if kind == "ConfigMap":
-            contents.update({k: v.encode() for k, v in (obj.get("data") or {}).items()})
-            contents.update({k: base64.b64decode(v) for k, v in (obj.get("binaryData") or {}).items()})
-        else:
-            contents.update({k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()})
-            contents.update({k: v.encode() for k, v in (obj.get("stringData") or {}).items()})
+        contents = _contents(obj)
         default_mode = source.get("defaultMode", 0o644)
         items = source.get("items") or [{"key": k, "path": k} for k in contents]
         folder = self.workdir / f"{volume}-{uuid.uuid4().hex[:8]}"
@@ -224,6 +271,36 @@ class Kubelet:
             subprocess.run(["docker", "rm", "--force", name], capture_output=True, timeout=60)
             raise
         return PodRun(command, proc.returncode, proc.stdout, proc.stderr)
+
+
+def _contents(obj: Mapping[str, Any]) -> dict[str, bytes]:
+    """A ConfigMap's or Secret's keys and their bytes."""
+    contents: dict[str, bytes] = {}
+    if obj["kind"] == "ConfigMap":
+        contents.update({k: v.encode() for k, v in (obj.get("data") or {}).items()})
+        contents.update({k: base64.b64decode(v) for k, v in (obj.get("binaryData") or {}).items()})
+    else:
+        contents.update({k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()})
+        contents.update({k: v.encode() for k, v in (obj.get("stringData") or {}).items()})
+    return contents
+
+
+def _sub_path(volume_root: Path, sub_path: str) -> str:
+    """The kubelet's subPath: a path inside the volume, created when missing with the volume
+    root's mode, owned by root (the group follows a setgid root, as the kernel does it)."""
+    parts = Path(sub_path).parts
+    if Path(sub_path).is_absolute() or ".." in parts:
+        raise Unsupported(f"subPath {sub_path!r} must be a relative path inside the volume")
+    target = volume_root.joinpath(*parts)
+    if not target.exists():
+        mode = stat.S_IMODE(volume_root.stat().st_mode)
+        folder = volume_root
+        for part in parts:
+            folder = folder / part
+            if not folder.exists():
+                folder.mkdir()
+                os.chmod(folder, mode)
+    return str(target)
 
 
 def _image_user(image: str) -> str:

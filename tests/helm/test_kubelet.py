@@ -39,7 +39,7 @@ def test_docker_command_mirrors_the_pod(hostpath_render, tmp_path: Path) -> None
     kubelet = Kubelet(tmp_path / "kubelet", hostpath_render.all("ConfigMap") + hostpath_render.all("Secret"))
     pod = pod_template(hostpath_render.one("CronJob"))
     command = kubelet.docker_command(pod, "name")
-    assert command[-2:] == ["datahubsync:test", "sync"]
+    assert command[-3:] == ["datahubsync:test", "sync", "--skip-if-locked"]
     assert option_values(command, "--user") == ["1000:1000"]
     assert option_values(command, "--group-add") == ["1000"]
     assert option_values(command, "--network") == ["host"]

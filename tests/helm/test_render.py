@@ -3,27 +3,31 @@ from __future__ import annotations
 
 import base64
 import re
+import shlex
+import subprocess
+import sys
 
 import pytest
 import yaml
 
 from tests.helm.chart import (
-    CHART, CI_VALUES, HUB_URL, Rendered, ci_values, container, env_of, helm_with_values, mounts_of,
+    CHART, CI_VALUES, REPO_ROOT, HUB_URL, Rendered, ci_values, container, env_of, helm_with_values, mounts_of,
     pod_template, render, render_ci, run_helm, workloads,
 )
 
 pytestmark = pytest.mark.helm
 
 FULLNAME = "sync-datahubsync"
+CHART_VERSION = yaml.safe_load((CHART / "Chart.yaml").read_text())["version"]
 STANDARD_LABELS = {
-    "helm.sh/chart": "datahubsync-1.0.0",
+    "helm.sh/chart": f"datahubsync-{CHART_VERSION}",
     "app.kubernetes.io/name": "datahubsync",
     "app.kubernetes.io/instance": "sync",
     "app.kubernetes.io/version": "1.0.0",
     "app.kubernetes.io/managed-by": "Helm",
 }
 POD_SECURITY = {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000,
-                "seccompProfile": {"type": "RuntimeDefault"}}
+                "fsGroupChangePolicy": "OnRootMismatch", "seccompProfile": {"type": "RuntimeDefault"}}
 CONTAINER_SECURITY = {"readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False,
                       "capabilities": {"drop": ["ALL"]}}
 
@@ -90,11 +94,14 @@ def test_pod_basics(values_file) -> None:
         spec = pod["spec"]
         assert spec["restartPolicy"] == "Never"
         assert spec["automountServiceAccountToken"] is False
+        # No Service in the namespace can inject DATAHUB_* (or any) variables.
+        assert spec["enableServiceLinks"] is False
         assert spec["securityContext"] == POD_SECURITY
         ctr = container(pod)
         assert ctr["securityContext"] == CONTAINER_SECURITY
         assert "command" not in ctr, "the image's ENTRYPOINT (tini + the program) must stay"
-        expected_args = ["check"] if obj["kind"] == "Pod" else ["sync"]
+        # A sync that finds another one holding the lock has nothing to do: exit 0, not 75.
+        expected_args = ["check"] if obj["kind"] == "Pod" else ["sync", "--skip-if-locked"]
         assert ctr["args"] == expected_args
         env = env_of(pod)
         assert env["DATAHUB_CONFIG"] == "/config/config.yaml"
@@ -118,7 +125,10 @@ def test_image_and_pull_secrets_from_values() -> None:
 def test_resources_and_scheduling_pass_through() -> None:
     pod = cronjob_pod(render_ci("pvc-token-values.yaml"))
     assert container(pod)["resources"] == ci_values("pvc-token-values.yaml")["resources"]
-    assert "resources" not in container(cronjob_pod(render_ci("minimal-values.yaml")))
+    # Suggested requests by default, no limits; `requests: null` removes them.
+    assert container(cronjob_pod(render_ci("minimal-values.yaml")))["resources"] == {
+        "requests": {"cpu": "100m", "memory": "128Mi"}}
+    assert "resources" not in container(cronjob_pod(render_ci("pod-settings-values.yaml")))
     hostpath = cronjob_pod(render_ci("hostpath-values.yaml"))
     assert hostpath["spec"]["nodeSelector"] == {"kubernetes.io/hostname": "research-1"}
     assert hostpath["spec"]["tolerations"][0]["key"] == "dedicated"
@@ -360,3 +370,46 @@ def test_notes_warn_when_no_dataset_is_configured() -> None:
     assert "no datasets are configured" in notes({"hub": {"url": HUB_URL}})
     assert "no datasets are configured" not in notes(
         {"hub": {"url": HUB_URL}, "env": {"DATAHUB_DATASETS": "a,b"}})
+
+
+def test_notes_say_the_pvc_is_kept_and_how_to_delete_it() -> None:
+    text = notes({"hub": {"url": HUB_URL}, "config": {"datasets": [{"name": "a"}]}})
+    assert f"`helm uninstall` keeps PVC {FULLNAME}-data" in text
+    assert f"kubectl -n default delete pvc {FULLNAME}-data" in text
+    deleting = notes({"hub": {"url": HUB_URL}, "persistence": {"resourcePolicy": ""}})
+    assert f"`helm uninstall` DELETES PVC {FULLNAME}-data" in deleting
+    existing = notes({"hub": {"url": HUB_URL}, "persistence": {"existingClaim": "mine"}})
+    assert "helm uninstall` keeps" not in existing and "DELETES" not in existing
+
+
+def test_notes_warn_that_host_path_needs_a_privileged_namespace() -> None:
+    """Without a cluster (lookup returns nothing) the notes name the PodSecurity levels that
+    refuse hostPath and how to check the namespace."""
+    text = notes({"hub": {"url": HUB_URL}, "persistence": {"hostPath": "/srv/market-data"}})
+    assert 'persistence.hostPath needs PodSecurity "privileged"' in text
+    assert '"baseline" or "restricted"' in text and "kubectl get namespace default --show-labels" in text
+    assert "PodSecurity" not in notes({"hub": {"url": HUB_URL}})
+
+
+def test_notes_when_tests_are_off() -> None:
+    text = notes({"hub": {"url": HUB_URL}, "tests": {"enabled": False}})
+    assert "helm test" not in text and "tests.enabled is false" in text
+    assert f"delete pod {FULLNAME}-test-check" in notes({"hub": {"url": HUB_URL}})
+
+
+def test_notes_status_command_runs_status(tmp_path) -> None:
+    """The notes turn the CronJob's Job into a one-off `status` run with sed; the sed (run
+    for real here, on the Job as `kubectl create job --from -o yaml` prints it) must leave
+    exactly `status`, since `status --skip-if-locked` would be a usage error."""
+    values = {"hub": {"url": HUB_URL}, "config": {"datasets": [{"name": "a"}]}}
+    text = notes(values)
+    line = next(x for x in text.splitlines() if "| sed " in x)
+    sed_args = shlex.split(line.split("| sed ", 1)[1].rstrip("\\ "))
+    cron = render(values=values).one("CronJob")
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "x"}, "spec": cron["spec"]["jobTemplate"]["spec"]}
+    printed = yaml.safe_dump(job, default_flow_style=False)  # kubectl prints lists unindented, like this
+    proc = subprocess.run(["sed", *sed_args], input=printed, capture_output=True, text=True, check=True)
+    assert container(pod_template(yaml.safe_load(proc.stdout)))["args"] == ["status"]
+    status_help = subprocess.run([sys.executable, str(REPO_ROOT / "entrypoint.py"), "status", "--help"],
+                                 capture_output=True, text=True, timeout=60)
+    assert status_help.returncode == 0 and "--skip-if-locked" not in status_help.stdout

@@ -6,20 +6,37 @@ The chart name, or nameOverride.
 {{- end }}
 
 {{/*
-A fully qualified name for the release's resources. Kept to 52 characters so that
-the CronJob's Job names (the CronJob name plus an 11-character suffix) stay within
-the 63 characters a label value allows.
+A fully qualified name for the release's resources. Kept to 52 characters (the API
+server's limit for a CronJob name) so that the CronJob's Job names (the CronJob name
+plus "-" and an 8-digit time) stay within the 63 characters a label value allows.
+The result never ends in "-" or "." (a release name may contain dots).
 */}}
 {{- define "datahubsync.fullname" -}}
+{{- $full := "" }}
 {{- if .Values.fullnameOverride }}
-{{- .Values.fullnameOverride | trunc 52 | trimSuffix "-" }}
+{{- $full = .Values.fullnameOverride }}
 {{- else }}
 {{- $name := default .Chart.Name .Values.nameOverride }}
-{{- if contains $name .Release.Name }}
-{{- .Release.Name | trunc 52 | trimSuffix "-" }}
-{{- else }}
-{{- printf "%s-%s" .Release.Name $name | trunc 52 | trimSuffix "-" }}
+{{- $full = ternary .Release.Name (printf "%s-%s" .Release.Name $name) (contains $name .Release.Name) }}
 {{- end }}
+{{- regexReplaceAll "[-.]+$" ($full | trunc 52) "" }}
+{{- end }}
+
+{{/*
+fullname + suffix within 63 characters. When the fullname has to be shortened, a hash
+of it replaces the cut-off part, so two releases whose names differ only at the end
+still get different names. Call with (list $ "-initial-sync").
+*/}}
+{{- define "datahubsync.suffixedName" -}}
+{{- $ctx := index . 0 }}
+{{- $suffix := index . 1 }}
+{{- $full := include "datahubsync.fullname" $ctx }}
+{{- $room := sub 63 (len $suffix) | int }}
+{{- if le (len $full) $room }}
+{{- printf "%s%s" $full $suffix }}
+{{- else }}
+{{- $head := regexReplaceAll "[-.]+$" ($full | trunc (sub $room 6 | int)) "" }}
+{{- printf "%s-%s%s" $head ($full | sha256sum | trunc 5) $suffix }}
 {{- end }}
 {{- end }}
 
@@ -27,8 +44,11 @@ the 63 characters a label value allows.
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
-{{- define "datahubsync.labels" -}}
-helm.sh/chart: {{ include "datahubsync.chart" . }}
+{{/*
+The labels the chart sets itself; commonLabels and podLabels may not repeat them.
+*/}}
+{{- define "datahubsync.ownLabels" -}}
+helm.sh/chart: {{ include "datahubsync.chart" . | quote }}
 {{ include "datahubsync.selectorLabels" . }}
 {{- if .Chart.AppVersion }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
@@ -36,9 +56,33 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
+{{/*
+Every object's labels: the chart's own plus commonLabels.
+*/}}
+{{- define "datahubsync.labels" -}}
+{{ include "datahubsync.ownLabels" . }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
 {{- define "datahubsync.selectorLabels" -}}
-app.kubernetes.io/name: {{ include "datahubsync.name" . }}
-app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/name: {{ include "datahubsync.name" . | quote }}
+app.kubernetes.io/instance: {{ .Release.Name | quote }}
+{{- end }}
+
+{{/*
+An object's annotations: commonAnnotations merged with the object's own map (which
+wins on a shared key). Call with (list $ .Values.cronJobAnnotations); renders the
+`annotations:` key only when there is something to put under it.
+*/}}
+{{- define "datahubsync.annotations" -}}
+{{- $ctx := index . 0 }}
+{{- $merged := merge (deepCopy (index . 1 | default dict)) (deepCopy ($ctx.Values.commonAnnotations | default dict)) }}
+{{- with $merged -}}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end }}
 
 {{- define "datahubsync.serviceAccountName" -}}
@@ -49,8 +93,18 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
+{{/*
+[registry/]repository:tag, or [registry/]repository@digest when a digest is set.
+global.imageRegistry (set by a parent chart) wins over image.registry.
+*/}}
 {{- define "datahubsync.image" -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- $registry := default .Values.image.registry ((.Values.global | default dict).imageRegistry) }}
+{{- $repository := ternary (printf "%s/%s" $registry .Values.image.repository) .Values.image.repository (ne $registry "") }}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" $repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" $repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -74,12 +128,64 @@ creates from hub.token, or "" when there is no token.
 {{- end }}
 
 {{/*
+hub.headersSecret as {Secret key: header name}: `keys` name their header themselves
+(`_` and `-` both become `-`), `headers` maps a key to a header. Rendered as YAML
+(read back with fromYaml); empty when no headers Secret is set.
+*/}}
+{{- define "datahubsync.headerItems" -}}
+{{- $items := dict }}
+{{- with .Values.hub.headersSecret }}
+{{- range .keys }}
+{{- $_ := set $items . (replace "_" "-" .) }}
+{{- end }}
+{{- range $key, $header := .headers }}
+{{- $_ := set $items $key $header }}
+{{- end }}
+{{- end }}
+{{- if $items }}
+{{- toYaml $items }}
+{{- end }}
+{{- end }}
+
+{{/*
+The environment variable the program reads a header's file from:
+CF-Access-Client-Id -> DATAHUB_HEADER_CF_ACCESS_CLIENT_ID_FILE.
+*/}}
+{{- define "datahubsync.headerVar" -}}
+{{- printf "DATAHUB_HEADER_%s_FILE" (. | upper | replace "-" "_") }}
+{{- end }}
+
+{{/*
 The data volume's PVC name when the chart uses one (existing or created), else "".
 */}}
 {{- define "datahubsync.claimName" -}}
 {{- if and .Values.persistence.enabled (not .Values.persistence.hostPath) }}
 {{- default (printf "%s-data" (include "datahubsync.fullname" .)) .Values.persistence.existingClaim }}
 {{- end }}
+{{- end }}
+
+{{/*
+Environment variables the chart sets, each with the value to use instead; `env` and
+`extraEnv` may not set them. Rendered as YAML (read back with fromYaml).
+*/}}
+{{- define "datahubsync.ownedEnv" -}}
+{{- $token := "hub.token or hub.existingSecret (mounted as a file)" }}
+{{- $owned := dict
+  "DATAHUB_CONFIG" "config (mounted at /config/config.yaml)"
+  "DATAHUB_URL" "hub.url"
+  "DATAHUB__HUB__URL" "hub.url"
+  "DATAHUB_TOKEN" $token
+  "DATAHUB__HUB__TOKEN" $token
+  "DATAHUB_TOKEN_FILE" $token
+  "DATAHUB__HUB__TOKEN_FILE" $token
+  "TZ" "timeZone" }}
+{{- range $key, $header := include "datahubsync.headerItems" . | fromYaml }}
+{{- $var := include "datahubsync.headerVar" $header }}
+{{- $use := printf "hub.headersSecret (key %s)" $key }}
+{{- $_ := set $owned $var $use }}
+{{- $_ := set $owned (trimSuffix "_FILE" $var) $use }}
+{{- end }}
+{{- toYaml $owned }}
 {{- end }}
 
 {{/*
@@ -99,17 +205,113 @@ the value to fix. Every template that renders a pod includes this.
 {{- if and .Values.persistence.hostPath (not .Values.persistence.enabled) }}
 {{- fail "persistence.hostPath is set but persistence.enabled is false: enable persistence or clear hostPath" }}
 {{- end }}
-{{- $owned := dict
-  "DATAHUB_CONFIG" "config (mounted at /config/config.yaml)"
-  "DATAHUB_URL" "hub.url"
-  "DATAHUB__HUB__URL" "hub.url"
-  "DATAHUB_TOKEN" "hub.token or hub.existingSecret (mounted as a file)"
-  "DATAHUB__HUB__TOKEN" "hub.token or hub.existingSecret (mounted as a file)"
-  "DATAHUB_TOKEN_FILE" "hub.token or hub.existingSecret (mounted as a file)"
-  "TZ" "timeZone" }}
+{{- include "datahubsync.validateHeaders" . }}
+{{- include "datahubsync.validateEnv" . }}
+{{- include "datahubsync.validateVolumes" . }}
+{{- include "datahubsync.validateMetadata" . }}
+{{- end }}
+
+{{- define "datahubsync.validateHeaders" -}}
+{{- $hs := .Values.hub.headersSecret | default dict }}
+{{- $items := include "datahubsync.headerItems" . | fromYaml }}
+{{- if and $hs.name (not $items) }}
+{{- fail (printf "hub.headersSecret.name is %s but no key is listed: set hub.headersSecret.keys (keys named like their header, e.g. [CF-Access-Client-Id]) or hub.headersSecret.headers (key: Header-Name)" $hs.name) }}
+{{- end }}
+{{- if and $items (not $hs.name) }}
+{{- fail "hub.headersSecret lists keys but no Secret: set hub.headersSecret.name" }}
+{{- end }}
+{{- range $hs.keys }}
+{{- if hasKey ($hs.headers | default dict) . }}
+{{- fail (printf "hub.headersSecret: key %s is in both keys and headers: list it once" .) }}
+{{- end }}
+{{- end }}
+{{- $seen := dict }}
+{{- range $key, $header := $items }}
+{{- $var := include "datahubsync.headerVar" $header }}
+{{- if hasKey $seen $var }}
+{{- fail (printf "hub.headersSecret: keys %s and %s both send the header %s: map each header once" (get $seen $var) $key $header) }}
+{{- end }}
+{{- $_ := set $seen $var $key }}
+{{- if and (eq (lower $header) "authorization") (include "datahubsync.secretName" $) }}
+{{- fail (printf "hub.headersSecret: key %s sends Authorization, which the hub token (hub.token or hub.existingSecret) already sets: use one of them" $key) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "datahubsync.validateEnv" -}}
+{{- $owned := include "datahubsync.ownedEnv" . | fromYaml }}
 {{- range $name, $_ := .Values.env }}
 {{- if hasKey $owned $name }}
 {{- fail (printf "env.%s is set by the chart: use %s instead" $name (get $owned $name)) }}
+{{- end }}
+{{- end }}
+{{- $seen := dict }}
+{{- range $i, $item := .Values.extraEnv }}
+{{- if hasKey $owned $item.name }}
+{{- fail (printf "extraEnv[%d] (%s) is set by the chart: use %s instead" $i $item.name (get $owned $item.name)) }}
+{{- end }}
+{{- if hasKey $.Values.env $item.name }}
+{{- fail (printf "extraEnv[%d] (%s) is also in env: set it in one place" $i $item.name) }}
+{{- end }}
+{{- if hasKey $seen $item.name }}
+{{- fail (printf "extraEnv[%d] (%s) repeats extraEnv[%d]: set each variable once" $i $item.name (get $seen $item.name)) }}
+{{- end }}
+{{- $_ := set $seen $item.name $i }}
+{{- end }}
+{{- end }}
+
+{{/*
+extraVolumes and extraVolumeMounts may not reuse the chart's volume names or mount
+paths (the API server would refuse the pod, or one mount would hide another).
+*/}}
+{{- define "datahubsync.validateVolumes" -}}
+{{- $volumes := dict "config" "config" "data" "persistence" "tmp" "/tmp" "hub-token" "hub.token" "hub-headers" "hub.headersSecret" }}
+{{- $paths := dict "/config" "config" "/tmp" "/tmp" "/run/secrets/datahub" "hub.token" "/run/secrets/datahub-headers" "hub.headersSecret" }}
+{{- $_ := set $paths (.Values.persistence.mountPath | trimSuffix "/") "persistence.mountPath" }}
+{{- $extra := dict }}
+{{- range $i, $volume := .Values.extraVolumes }}
+{{- if hasKey $volumes $volume.name }}
+{{- fail (printf "extraVolumes[%d]: the name %s is the chart's own volume (%s): choose another name" $i $volume.name (get $volumes $volume.name)) }}
+{{- end }}
+{{- if hasKey $extra $volume.name }}
+{{- fail (printf "extraVolumes[%d]: the name %s is used twice" $i $volume.name) }}
+{{- end }}
+{{- $_ := set $extra $volume.name $i }}
+{{- end }}
+{{- range $i, $mount := .Values.extraVolumeMounts }}
+{{- if not (or (hasKey $extra $mount.name) (hasKey $volumes $mount.name)) }}
+{{- fail (printf "extraVolumeMounts[%d]: no volume named %s (add it to extraVolumes)" $i $mount.name) }}
+{{- end }}
+{{- $path := $mount.mountPath | trimSuffix "/" }}
+{{- if hasKey $paths $path }}
+{{- fail (printf "extraVolumeMounts[%d]: %s is already mounted by the chart (%s): choose another mountPath" $i $mount.mountPath (get $paths $path)) }}
+{{- end }}
+{{- $_ := set $paths $path (printf "extraVolumeMounts[%d]" $i) }}
+{{- end }}
+{{- end }}
+
+{{/*
+User label and annotation maps may not repeat the keys the chart sets itself: a
+duplicate key is either refused by the API server or silently wins one way.
+*/}}
+{{- define "datahubsync.validateMetadata" -}}
+{{- $own := include "datahubsync.ownLabels" . | fromYaml }}
+{{- $_ := set $own "app.kubernetes.io/component" "" }}
+{{- range $value := list "commonLabels" "podLabels" }}
+{{- range $key, $_ := (get $.Values $value) }}
+{{- if hasKey $own $key }}
+{{- fail (printf "%s.%s is set by the chart: remove it (use nameOverride to change app.kubernetes.io/name)" $value $key) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- range $value := list "commonAnnotations" "podAnnotations" "cronJobAnnotations" "jobAnnotations" }}
+{{- range $key, $_ := (get $.Values $value) }}
+{{- if eq $key "checksum/config" }}
+{{- fail (printf "%s.%s is set by the chart: remove it" $value $key) }}
+{{- end }}
+{{- if hasPrefix "helm.sh/" $key }}
+{{- fail (printf "%s.%s: helm.sh/ annotations change how Helm treats the object; the chart sets the ones it needs (persistence.resourcePolicy for the PVC)" $value $key) }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- end }}
@@ -127,6 +329,10 @@ override its config file, so the chart sets only what it owns.
 - name: DATAHUB_TOKEN_FILE
   value: /run/secrets/datahub/token
 {{- end }}
+{{- range $key, $header := include "datahubsync.headerItems" . | fromYaml }}
+- name: {{ include "datahubsync.headerVar" $header }}
+  value: {{ printf "/run/secrets/datahub-headers/%s" $header | quote }}
+{{- end }}
 {{- /* The product's data root defaults to /data; follow the mount unless the user chose one. */}}
 {{- $sync := default dict .Values.config.sync }}
 {{- if and (ne .Values.persistence.mountPath "/data") (not (hasKey $sync "data_root")) (not (hasKey .Values.env "DATAHUB_DATA_ROOT")) (not (hasKey .Values.env "DATAHUB__SYNC__DATA_ROOT")) }}
@@ -136,8 +342,11 @@ override its config file, so the chart sets only what it owns.
 - name: TZ
   value: {{ .Values.timeZone | quote }}
 {{- range $name, $value := .Values.env }}
-- name: {{ $name }}
+- name: {{ $name | quote }}
   value: {{ $value | toString | quote }}
+{{- end }}
+{{- with .Values.extraEnv }}
+{{ toYaml . }}
 {{- end }}
 {{- end }}
 
@@ -152,26 +361,43 @@ Call with (dict "ctx" $ "component" "sync" "args" (list "sync")), plus optional
 {{- with $ctx -}}
 metadata:
   {{- with $.name }}
-  name: {{ . }}
+  name: {{ . | quote }}
   {{- end }}
   labels:
-    {{- include "datahubsync.labels" . | nindent 4 }}
+    {{- include "datahubsync.ownLabels" . | nindent 4 }}
     app.kubernetes.io/component: {{ $.component }}
-    {{- with .Values.podLabels }}
+    {{- with merge (deepCopy (.Values.podLabels | default dict)) (deepCopy (.Values.commonLabels | default dict)) }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
+  {{- /* podAnnotations win over the object's own (commonAnnotations on the test pod);
+  neither may set checksum/config or helm.sh/ keys (datahubsync.validateMetadata). */}}
+  {{- $checksum := dict "checksum/config" (include (print .Template.BasePath "/configmap.yaml") . | sha256sum) }}
   annotations:
-    {{- with $.annotations }}
-    {{- toYaml . | nindent 4 }}
-    {{- end }}
-    checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha256sum }}
-    {{- with .Values.podAnnotations }}
-    {{- toYaml . | nindent 4 }}
-    {{- end }}
+    {{- merge $checksum (deepCopy (.Values.podAnnotations | default dict)) (deepCopy ($.annotations | default dict)) | toYaml | nindent 4 }}
 spec:
   restartPolicy: Never
-  serviceAccountName: {{ include "datahubsync.serviceAccountName" . }}
+  serviceAccountName: {{ include "datahubsync.serviceAccountName" . | quote }}
   automountServiceAccountToken: false
+  # No Service's address reaches the program as environment variables: they are not
+  # needed, and a Service named like a DATAHUB_* setting would change that setting.
+  enableServiceLinks: false
+  {{- with .Values.priorityClassName }}
+  priorityClassName: {{ . | quote }}
+  {{- end }}
+  {{- with .Values.runtimeClassName }}
+  runtimeClassName: {{ . | quote }}
+  {{- end }}
+  {{- if not (kindIs "invalid" .Values.terminationGracePeriodSeconds) }}
+  terminationGracePeriodSeconds: {{ .Values.terminationGracePeriodSeconds }}
+  {{- end }}
+  {{- with .Values.hostAliases }}
+  hostAliases:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.dnsConfig }}
+  dnsConfig:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
   {{- with .Values.imagePullSecrets }}
   imagePullSecrets:
     {{- toYaml . | nindent 4 }}
@@ -180,12 +406,20 @@ spec:
   securityContext:
     {{- toYaml . | nindent 4 }}
   {{- end }}
+  {{- with .Values.initContainers }}
+  initContainers:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
   containers:
     - name: {{ .Chart.Name }}
       image: {{ include "datahubsync.image" . | quote }}
       imagePullPolicy: {{ .Values.image.pullPolicy }}
       args:
         {{- toYaml $.args | nindent 8 }}
+      {{- with .Values.envFrom }}
+      envFrom:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
       env:
         {{- include "datahubsync.env" . | nindent 8 }}
       {{- with .Values.securityContext }}
@@ -205,41 +439,67 @@ spec:
           mountPath: /run/secrets/datahub
           readOnly: true
         {{- end }}
+        {{- if (.Values.hub.headersSecret | default dict).name }}
+        - name: hub-headers
+          mountPath: /run/secrets/datahub-headers
+          readOnly: true
+        {{- end }}
         - name: data
-          mountPath: {{ .Values.persistence.mountPath }}
+          mountPath: {{ .Values.persistence.mountPath | quote }}
+          {{- with .Values.persistence.subPath }}
+          subPath: {{ . | quote }}
+          {{- end }}
         # The root filesystem is read-only; the program and Python need a writable /tmp.
         - name: tmp
           mountPath: /tmp
+        {{- with .Values.extraVolumeMounts }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
   volumes:
     - name: config
       configMap:
-        name: {{ include "datahubsync.fullname" . }}
+        name: {{ include "datahubsync.fullname" . | quote }}
+    {{- /* Group-readable through fsGroup; without one, secret files must be
+    world-readable for the non-root user to read them. */}}
+    {{- $secretMode := ternary "0440" "0444" (not (empty (($ctx.Values.podSecurityContext | default dict).fsGroup))) }}
     {{- with include "datahubsync.secretName" . }}
     - name: hub-token
       secret:
-        secretName: {{ . }}
-        # Group-readable through fsGroup; without one, the file must be world-readable
-        # for the non-root user to read it.
-        defaultMode: {{ if (($ctx.Values.podSecurityContext | default dict).fsGroup) }}0440{{ else }}0444{{ end }}
+        secretName: {{ . | quote }}
+        defaultMode: {{ $secretMode }}
         items:
-          - key: {{ include "datahubsync.secretKey" $ctx }}
+          - key: {{ include "datahubsync.secretKey" $ctx | quote }}
             path: token
+    {{- end }}
+    {{- with (.Values.hub.headersSecret | default dict).name }}
+    - name: hub-headers
+      secret:
+        secretName: {{ . | quote }}
+        defaultMode: {{ $secretMode }}
+        items:
+          {{- range $key, $header := include "datahubsync.headerItems" $ctx | fromYaml }}
+          - key: {{ $key | quote }}
+            path: {{ $header | quote }}
+          {{- end }}
     {{- end }}
     - name: data
       {{- if not .Values.persistence.enabled }}
       emptyDir: {}
       {{- else if .Values.persistence.hostPath }}
       hostPath:
-        path: {{ .Values.persistence.hostPath }}
+        path: {{ .Values.persistence.hostPath | quote }}
         # Directory, not DirectoryOrCreate: a directory the kubelet creates belongs to root
         # and the non-root program could not write it; failing to start says so plainly.
         type: Directory
       {{- else }}
       persistentVolumeClaim:
-        claimName: {{ include "datahubsync.claimName" . }}
+        claimName: {{ include "datahubsync.claimName" . | quote }}
       {{- end }}
     - name: tmp
       emptyDir: {}
+    {{- with .Values.extraVolumes }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
   {{- with .Values.nodeSelector }}
   nodeSelector:
     {{- toYaml . | nindent 4 }}
@@ -282,6 +542,9 @@ podFailurePolicy:
         - type: DisruptionTarget
           status: "True"
 template:
-  {{- include "datahubsync.podTemplate" (dict "ctx" . "component" $.component "args" (list "sync")) | nindent 2 }}
+  {{- /* --skip-if-locked: a run that finds another sync holding the data volume's lock
+  (a `create job --from`, an initial sync re-created by a rollback) has nothing to do
+  and exits 0, instead of failing the Job or making it start pod after pod. */}}
+  {{- include "datahubsync.podTemplate" (dict "ctx" . "component" $.component "args" (list "sync" "--skip-if-locked")) | nindent 2 }}
 {{- end }}
 {{- end }}
