@@ -13,7 +13,7 @@ import pytest
 from app.crontab import Crontab, parse_crontab
 from app.daemon import in_schedule_zone
 from app.errors import ConfigError
-from app.scheduler import run_crontab, run_job_now
+from app.scheduler import CrontabRunner, OutputLine, run_crontab, run_job_now
 
 EVERY_SECOND = "* * * * * * *"
 
@@ -236,3 +236,76 @@ def test_schedule_timezone_is_the_zone_of_the_schedules(records: Records, monkey
 def test_an_unknown_schedule_timezone_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="schedule.timezone: unknown time zone 'Mars/Base'"):
         in_schedule_zone(parse_crontab("30 8 * * * true\n"), "Mars/Base")
+
+
+# ---- what the daemon asks while the crontab runs: output lines, the next run, liveness ----------
+
+def test_output_goes_to_the_given_sink_with_long_lines_in_marked_pieces(records):
+    seen: list[OutputLine] = []
+    status = run_job_now("head -c 150000 /dev/zero | tr '\\0' x; echo; echo short >&2", shell="/bin/sh",
+                         env={"PATH": os.environ["PATH"]}, logger=records.logger, position=3,
+                         stop=threading.Event(), output=seen.append)
+    assert status == 0
+    out = [line for line in seen if line.stream == "stdout"]
+    assert "".join(line.text for line in out) == "x" * 150000
+    assert [line.continued for line in out] == [False, True, True]      # 64 KiB pieces of one line
+    assert [line for line in seen if line.stream == "stderr"] == [OutputLine(3, "stderr", "short", False)]
+    assert records.lines(3, "stdout") == []                             # the sink got them, not the logger
+    assert records.messages(job=3)[-1] == "job succeeded"               # the daemon's own lines stay records
+
+
+def test_next_run_is_the_earliest_job_before_and_while_the_loops_run(records):
+    now = datetime(2026, 11, 28, 8, 0, 0, tzinfo=timezone.utc)
+    stop = threading.Event()
+    runner = CrontabRunner(parse_crontab("CRON_TZ=UTC\n30 8 * * * true\n15 8 * * * true\n0 0 1 1 * 1999 true\n"),
+                           stop=stop, logger=records.logger, now=lambda: now, base_env={"PATH": os.environ["PATH"]})
+    assert runner.next_run() == datetime(2026, 11, 28, 8, 15, tzinfo=timezone.utc)
+    assert runner.alive()
+    thread = threading.Thread(target=runner.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: any("never fires again" in m for m in records.messages()))
+        assert runner.next_run() == datetime(2026, 11, 28, 8, 15, tzinfo=timezone.utc)
+        assert runner.alive()           # a schedule that ended is idle, not dead
+    finally:
+        stop.set()
+        thread.join(10)
+    assert runner.next_run() is None and not runner.alive()
+
+
+def test_next_run_moves_on_while_a_job_runs(records, tmp_path):
+    ready = tmp_path / "ready"
+    stop = threading.Event()
+    runner = CrontabRunner(parse_crontab(f"*/5 * * * * * * touch {ready}; sleep 30\n"), stop=stop,
+                           logger=records.logger, base_env={"PATH": os.environ["PATH"]}, stop_timeout=2.0)
+    thread = threading.Thread(target=runner.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(ready.exists, timeout=8)
+        due = runner.next_run()
+        assert due is not None and due > datetime.now(timezone.utc) and due.second % 5 == 0
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+def test_a_job_loop_that_dies_makes_the_runner_not_alive(records):
+    calls = []
+
+    def failing_clock() -> datetime:
+        calls.append(1)
+        if len(calls) > 1:
+            raise RuntimeError("clock broke")
+        return datetime.now(timezone.utc)
+
+    stop = threading.Event()
+    runner = CrontabRunner(parse_crontab(f"{EVERY_SECOND} true\n"), stop=stop, logger=records.logger,
+                           now=failing_clock, base_env={"PATH": os.environ["PATH"]})
+    thread = threading.Thread(target=runner.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: not runner.alive())
+        assert any("job loop failed" in m for m in records.messages(level=logging.ERROR))
+    finally:
+        stop.set()
+        thread.join(10)
