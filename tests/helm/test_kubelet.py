@@ -2,6 +2,7 @@
 rendered pod, and the pods it refuses to fake. No container is started here."""
 from __future__ import annotations
 
+import base64
 import copy
 import os
 import stat
@@ -94,4 +95,75 @@ def test_refuses_fields_it_does_not_emulate(hostpath_render, tmp_path: Path) -> 
     pod["spec"]["initContainers"] = [{"name": "x", "image": "x"}]
     kubelet = Kubelet(tmp_path, hostpath_render.all("ConfigMap") + hostpath_render.all("Secret"))
     with pytest.raises(Unsupported, match="initContainers"):
+        kubelet.docker_command(pod, "n")
+
+
+def secret(name: str, **data: str) -> dict:
+    return {"kind": "Secret", "metadata": {"name": name},
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
+
+
+def config_map(name: str, **data: str) -> dict:
+    return {"kind": "ConfigMap", "metadata": {"name": name}, "data": data}
+
+
+@pytest.fixture
+def secrets_render(tmp_path: Path):
+    node = tmp_path / "node"
+    node.mkdir()
+    return render(values={
+        "hub": {"url": HUB_URL, "headersSecret": {"name": "cf", "keys": ["CF-Access-Client-Id"],
+                                                   "headers": {"client.secret": "CF-Access-Client-Secret"}}},
+        "image": {"repository": "datahubsync", "tag": "test"},
+        "persistence": {"hostPath": str(node), "subPath": "market/data"},
+        "extraEnv": [{"name": "DATAHUB_HEADER_X_TENANT", "valueFrom": {"secretKeyRef": {"name": "t", "key": "tenant"}}},
+                     {"name": "DATAHUB_HEADER_X_OPTIONAL",
+                      "valueFrom": {"configMapKeyRef": {"name": "tuning", "key": "absent", "optional": True}}}],
+        "envFrom": [{"configMapRef": {"name": "tuning"}, "prefix": "DATAHUB__HUB__"}],
+        "terminationGracePeriodSeconds": 45,
+    })
+
+
+def test_env_from_secrets_and_config_maps(secrets_render, tmp_path: Path) -> None:
+    objects = [*secrets_render.all("ConfigMap"), secret("cf", **{"CF-Access-Client-Id": "id", "client.secret": "s"}),
+               secret("t", tenant="research"), config_map("tuning", RETRIES="8", **{"BAD NAME": "x"})]
+    command = Kubelet(tmp_path / "kubelet", objects).docker_command(pod_template(secrets_render.one("CronJob")), "n")
+    env = dict(e.split("=", 1) for e in option_values(command, "--env"))
+    assert env["DATAHUB_HEADER_X_TENANT"] == "research"
+    assert env["DATAHUB__HUB__RETRIES"] == "8", "envFrom with its prefix"
+    assert "DATAHUB_HEADER_X_OPTIONAL" not in env, "an optional missing key sets nothing"
+    assert not any(" " in name for name in env), "an invalid envFrom name is skipped"
+    assert option_values(command, "--stop-timeout") == ["45"]
+    mounts = {dict(kv.split("=", 1) for kv in m.split(",") if "=" in kv)["dst"]: m
+              for m in option_values(command, "--mount")}
+    headers = Path(mounts["/run/secrets/datahub-headers"].split("src=", 1)[1].split(",", 1)[0])
+    assert sorted(os.listdir(headers)) == ["CF-Access-Client-Id", "CF-Access-Client-Secret"]
+    assert (headers / "CF-Access-Client-Secret").read_text() == "s"
+
+
+def test_sub_path_is_created_the_kubelet_way(secrets_render, tmp_path: Path) -> None:
+    """A missing subPath is made with the volume root's mode, owned by the kubelet (root)."""
+    node = tmp_path / "node"
+    node.chmod(0o751)
+    objects = [*secrets_render.all("ConfigMap"), secret("cf", **{"CF-Access-Client-Id": "i", "client.secret": "s"}),
+               secret("t", tenant="r"), config_map("tuning")]
+    command = Kubelet(tmp_path / "kubelet", objects).docker_command(pod_template(secrets_render.one("CronJob")), "n")
+    assert f"type=bind,src={node / 'market' / 'data'},dst=/data" in option_values(command, "--mount")
+    for folder in (node / "market", node / "market" / "data"):
+        info = folder.stat()
+        assert stat.S_IMODE(info.st_mode) == 0o751 and info.st_uid == os.getuid()
+
+
+def test_refuses_a_missing_secret_key(secrets_render, tmp_path: Path) -> None:
+    objects = [*secrets_render.all("ConfigMap"), secret("cf", **{"CF-Access-Client-Id": "i", "client.secret": "s"}),
+               secret("t", other="x"), config_map("tuning")]
+    with pytest.raises(Unsupported, match="Secret t has no key 'tenant'"):
+        Kubelet(tmp_path, objects).docker_command(pod_template(secrets_render.one("CronJob")), "n")
+
+
+def test_refuses_service_links(hostpath_render, tmp_path: Path) -> None:
+    pod = copy.deepcopy(pod_template(hostpath_render.one("CronJob")))
+    del pod["spec"]["enableServiceLinks"]  # Kubernetes' default is on
+    kubelet = Kubelet(tmp_path, hostpath_render.all("ConfigMap") + hostpath_render.all("Secret"))
+    with pytest.raises(Unsupported, match="enableServiceLinks"):
         kubelet.docker_command(pod, "n")

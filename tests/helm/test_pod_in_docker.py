@@ -4,16 +4,22 @@ hub on 127.0.0.1, with a hostPath as the data volume."""
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
+import os
+import ssl
+import subprocess
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import pytest
 
 from tests import dockerutil
-from tests.helm.chart import Rendered, pod_template, render
+from tests.helm.chart import Rendered, container, pod_template, render
 from tests.helm.kubelet import Kubelet, PodRun
 from tests.helpers import dead_url, make_zip, read_state, tree, zip_bytes
+from tests.hubs import FaultyHub
+from tests.hubs.common import header_of
 
 pytestmark = [pytest.mark.helm, pytest.mark.docker, pytest.mark.slow]
 
@@ -156,3 +162,94 @@ def test_wrong_token_fails_the_run(image: str, faulty_hub: Any, node_dir: Path, 
     result = run_pod(rendered, "CronJob", tmp_path)
     assert result.returncode == 1
     assert not any((node_dir / n).exists() for n in DATASETS)
+
+
+def secret(name: str, **data: str) -> dict[str, Any]:
+    return {"kind": "Secret", "metadata": {"name": name},
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
+
+
+@pytest.fixture
+def tls_hub(tmp_path: Path) -> Iterator[tuple[FaultyHub, str, str]]:
+    """A FaultyHub behind TLS with a self-signed certificate for 127.0.0.1: (hub, https URL,
+    the certificate as PEM text, which is the CA bundle that trusts it)."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    hub = FaultyHub()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    hub._server.socket = context.wrap_socket(hub._server.socket, server_side=True)
+    with hub:
+        yield hub, f"https://127.0.0.1:{hub.port}", cert.read_text()
+
+
+def test_secrets_beyond_the_token_reach_the_hub(image: str, tls_hub: tuple[FaultyHub, str, str],
+                                                node_dir: Path, tmp_path: Path) -> None:
+    """A hub behind a private CA that wants a Cloudflare Access service token and one more
+    header: the headers come from hub.headersSecret (a key named like its header, and a
+    dotted key mapped to one), from extraEnv valueFrom and from envFrom; the CA bundle from
+    a ConfigMap mounted through extraVolumes. Nothing secret is in the values."""
+    hub, url, ca_bundle = tls_hub
+    for name, files in DATASETS.items():
+        hub.add_package(name, zip_bytes(files))
+    wanted = {"CF-Access-Client-Id": "4f1c.access", "CF-Access-Client-Secret": "cf-s3cret-9a7e",
+              "X-Tenant": "research", "X-Route": "blue"}
+    hub.required_headers = dict(wanted)
+    values = chart_values(url, node_dir, hub={"url": url, "headersSecret": {
+        "name": "cf-access", "keys": ["CF-Access-Client-Id"], "headers": {"client.secret": "CF-Access-Client-Secret"}}})
+    values["config"]["hub"]["verify_tls"] = "/etc/hub-ca/ca.crt"
+    values.update({
+        "extraEnv": [{"name": "DATAHUB_HEADER_X_TENANT", "valueFrom": {"secretKeyRef": {"name": "hub-tenant", "key": "tenant"}}}],
+        "envFrom": [{"secretRef": {"name": "hub-route"}}],
+        "extraVolumes": [{"name": "hub-ca", "configMap": {"name": "hub-ca"}}],
+        "extraVolumeMounts": [{"name": "hub-ca", "mountPath": "/etc/hub-ca", "readOnly": True}],
+    })
+    rendered = render(values=values)
+    assert not any(v in rendered.text for v in wanted.values()), "no secret in the rendered chart"
+    user_objects = [
+        secret("cf-access", **{"CF-Access-Client-Id": wanted["CF-Access-Client-Id"] + "\n",
+                               "client.secret": wanted["CF-Access-Client-Secret"]}),
+        secret("hub-tenant", tenant=wanted["X-Tenant"]),
+        secret("hub-route", DATAHUB_HEADER_X_ROUTE=wanted["X-Route"]),
+        {"kind": "ConfigMap", "metadata": {"name": "hub-ca"}, "data": {"ca.crt": ca_bundle}},
+    ]
+    result = run_pod(rendered, "CronJob", tmp_path, user_objects)
+    assert result.returncode == 0
+    assert_synced(node_dir)
+    assert hub.requests and all(r.status < 400 for r in hub.requests)
+    for name, value in wanted.items():
+        assert {header_of(r, name) for r in hub.requests} == {value}, name
+    # The control: without the headers Secret the same pod is refused by the hub.
+    hub.requests.reset()
+    del values["hub"]["headersSecret"]
+    refused = run_pod(render(values=values), "Pod", tmp_path, user_objects)
+    assert refused.returncode == 1
+    assert {r.status for r in hub.requests} == {401}
+
+
+def test_a_run_that_finds_the_lock_held_has_nothing_to_do(image: str, serve_hub: Any, node_dir: Path,
+                                                         tmp_path: Path) -> None:
+    """A `create job --from` (or an initial sync re-created by a rollback) that starts while
+    another sync holds the data volume's lock: the pod exits 0 and says why, so its Job
+    completes instead of failing, or starting pod after pod, until backoffLimit."""
+    publish(serve_hub.folder)
+    rendered = render(values=chart_values(serve_hub.url, node_dir, initialSync={"enabled": True}))
+    assert run_pod(rendered, "CronJob", tmp_path).returncode == 0  # the state directory exists now
+    lock = node_dir / ".datahubsync" / "lock"
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # "another sync", from the node's side
+        for kind in ("CronJob", "Job"):
+            result = run_pod(rendered, kind, tmp_path)
+            assert result.returncode == 0, kind
+            lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+            assert len(lines) == 1 and "lock" in lines[0], lines
+        # The control: the same pod without the option is the exit code 75 that used to fail Jobs.
+        pod = pod_template(rendered.one("CronJob"))
+        container(pod)["args"] = ["sync"]
+        kubelet = Kubelet(tmp_path / "kubelet", rendered.all("ConfigMap"))
+        assert kubelet.run(pod, timeout=240).returncode == 75
+    finally:
+        os.close(fd)
