@@ -37,9 +37,24 @@ fi
 "$BIN_DIR/helm" version --short
 "$BIN_DIR/kubectl" version --client 2>/dev/null | sed -n 1p
 
-# The tests run it as `kubernetes-validate` from the same Python's scripts directory.
-if python3 -c 'import kubernetes_validate' >/dev/null 2>&1; then
+# The tests run it as `kubernetes-validate` from the same Python's scripts directory, and
+# validate the chart against every Kubernetes minor it bundles from the chart's kubeVersion
+# up: 1.36 (the version the chart was tried on) must be among them.
+KV_MIN="1.36"
+kv_recent_enough() {
+    python3 - "$KV_MIN" <<'PY'
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    have = tuple(int(x) for x in version("kubernetes-validate").split(".")[:2])
+except (PackageNotFoundError, ValueError):
+    sys.exit(1)
+sys.exit(0 if have >= tuple(int(x) for x in sys.argv[1].split(".")) else 1)
+PY
+}
+if kv_recent_enough; then
     echo "install-helm: kubernetes-validate already installed"
 else
-    python3 -m pip install --quiet kubernetes-validate
+    python3 -m pip install --quiet "kubernetes-validate>=$KV_MIN"
 fi
