@@ -104,6 +104,7 @@ def redact(text: str) -> str:
 
 
 _AUTHORITY_START = re.compile(r"(?:[A-Za-z][A-Za-z0-9+.-]*:)?[/\\]*")
+_LEADING_BLANKS = re.compile(r"^[\x00-\x20\s]+")
 
 
 def safe_url(url: str) -> str:
@@ -113,13 +114,16 @@ def safe_url(url: str) -> str:
     there; several '@' are split differently), so everything from the scheme's slashes up to the
     last '@' before the path goes, whichever parser's password it would have been.
     """
-    text = re.sub(r"[\t\r\n]", "", url).lstrip("".join(map(chr, range(0x21))))   # as urllib.parse does
-    start = _AUTHORITY_START.match(text).end()      # type: ignore[union-attr] - the pattern matches ""
-    end = text.find("/", start)
-    at = text.rfind("@", start, len(text) if end < 0 else end)
-    if at >= 0:
+    text = re.sub(r"[\t\r\n]", "", url)                   # as urllib.parse does
+    while True:                        # a cut can make a new scheme and user part ('@h://u@x'): cut until none is left
+        text = _LEADING_BLANKS.sub("", text)                   # urllib.parse drops C0 and space, requests all blanks
+        head = _AUTHORITY_START.match(text)
+        start = head.end() if head else 0
+        end = text.find("/", start)
+        at = text.rfind("@", start, len(text) if end < 0 else end)
+        if at < 0:
+            return CONTROL.sub(lambda m: f"%{ord(m.group()):02X}", text)
         text = text[:start] + text[at + 1:]
-    return CONTROL.sub(lambda m: f"%{ord(m.group()):02X}", text)
 
 
 # ---- credentials for a run ------------------------------------------------------------------------
