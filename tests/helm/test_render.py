@@ -10,6 +10,7 @@ import sys
 import pytest
 import yaml
 
+from tests.helm.apiserver import FakeAPIServer
 from tests.helm.chart import (
     CHART, CI_VALUES, REPO_ROOT, HUB_URL, Rendered, ci_values, container, env_of, helm_with_values, mounts_of,
     pod_template, render, render_ci, run_helm, workloads,
@@ -413,3 +414,25 @@ def test_notes_status_command_runs_status(tmp_path) -> None:
     status_help = subprocess.run([sys.executable, str(REPO_ROOT / "entrypoint.py"), "status", "--help"],
                                  capture_output=True, text=True, timeout=60)
     assert status_help.returncode == 0 and "--skip-if-locked" not in status_help.stdout
+
+
+@pytest.mark.parametrize("labels, refused", [
+    ({"pod-security.kubernetes.io/enforce": "restricted"}, True),
+    ({"pod-security.kubernetes.io/enforce": "baseline", "team": "quant"}, True),
+    ({"pod-security.kubernetes.io/enforce": "privileged"}, False),
+    ({"pod-security.kubernetes.io/warn": "restricted"}, False),
+], ids=["restricted", "baseline", "privileged", "warn-only"])
+def test_notes_read_the_namespace_pod_security_level(labels: dict, refused: bool, tmp_path) -> None:
+    """On a real install the notes look the namespace up (here on a stand-in API server) and
+    warn outright when its PodSecurity level refuses hostPath volumes: the release would show
+    `deployed` while every pod is refused."""
+    with FakeAPIServer({"research": labels}, tmp_path) as api:
+        proc = api.helm("install", "sync", str(CHART), "--namespace=research", "--dry-run=server",
+                        "--disable-openapi-validation", f"--set=hub.url={HUB_URL}",
+                        "--set=persistence.hostPath=/srv/market-data")
+    assert proc.returncode == 0, proc.stderr
+    assert "GET /api/v1/namespaces/research" in api.requests
+    text = proc.stdout.split("NOTES:", 1)[1]
+    level = labels.get("pod-security.kubernetes.io/enforce")
+    assert (f'WARNING: namespace research enforces PodSecurity "{level}"' in text) is refused, text
+    assert ('persistence.hostPath needs PodSecurity "privileged"' in text) is not refused, text
