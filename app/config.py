@@ -457,10 +457,13 @@ def _log_file(value: Any, key: str) -> str | None:
 def _cron(value: Any, key: str) -> str:
     from .crontab import CrontabError, parse_schedule   # the parser is only needed when a schedule is set
     text = _str()(value, key).strip()
+    problem = control_problem(text.replace("\t", " "))      # tabs separate fields, as in a crontab
+    if problem:
+        raise ConfigError(f"{key}: {_show(text)} {problem}")
     try:
         parse_schedule(text, tz=get_zone("UTC"))
     except CrontabError as exc:
-        raise ConfigError(f"{key}: invalid cron expression {_show(text)}: {exc}") from None
+        raise ConfigError(f"{key}: invalid cron expression {_show(text)}: {' '.join(str(exc).split())}") from None
     return text
 
 

@@ -232,11 +232,17 @@ def test_any_value_for_any_key_is_a_config_or_one_line_config_error(key: tuple[s
     ({"hub": {"token_file": "/run/t\x00"}}, "hub.token_file: '/run/t\\x00' contains a control character"),
     ({"hub": {"timezone": "Asia/Shanghai\n"}}, "hub.timezone: unknown time zone 'Asia/Shanghai\\n'"),
     ({"schedule": {"cron": ["15 8 * * *"]}}, "schedule.cron: expected a string, got list"),
+    ({"schedule": {"cron": "0\n0 * * *"}}, "schedule.cron: '0\\n0 * * *' contains a control character (a line break?)"),
+    ({"schedule": {"cron": "0 8 * * *\x1b[2J"}}, "schedule.cron: '0 8 * * *\\x1b[2J' contains a control character"),
 ])
 def test_refusals_stay_on_one_line(data: dict[str, Any], expected: str) -> None:
     with pytest.raises(ConfigError) as caught:
         build_config(data)
     assert str(caught.value).startswith(expected) and "\n" not in str(caught.value), str(caught.value)
+
+
+def test_cron_fields_may_be_separated_by_tabs() -> None:
+    assert build_config({"schedule": {"cron": "0\t8 * * 1-5"}}).schedule.cron == "0\t8 * * 1-5"
 
 
 def test_dataset_names_are_matched_whole_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
