@@ -70,7 +70,7 @@ HEALTHCHECK --interval=1m --timeout=20s --start-period=30s --retries=2 \
 ENTRYPOINT ["tini", "--", "python3", "/app/entrypoint.py"]
 CMD ["cron"]
 
-ARG VERSION=1.0.0
+ARG VERSION=1.1.0
 ARG REVISION=unknown
 ARG SOURCE=unknown
 ARG LICENSES=NOASSERTION

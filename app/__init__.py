@@ -1,5 +1,5 @@
 """DataHubSync: keep local copies of data hub datasets up to date."""
-__version__ = "1.0.0"
+__version__ = "1.1.0"
 
 
 def __getattr__(name: str):

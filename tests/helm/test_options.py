@@ -113,13 +113,13 @@ def test_extra_volumes_and_mounts() -> None:
 # -- image ------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("image, global_registry, expected", [
-    ({"repository": "datahubsync"}, None, "datahubsync:1.0.0"),
+    ({"repository": "datahubsync"}, None, "datahubsync:1.1.0"),
     ({"repository": "tools/datahubsync", "registry": "registry.example.com", "tag": "1.2.3"}, None,
      "registry.example.com/tools/datahubsync:1.2.3"),
     ({"repository": "tools/datahubsync", "registry": "registry.example.com", "tag": "1.2.3",
       "digest": "sha256:" + "a" * 64}, None, "registry.example.com/tools/datahubsync@sha256:" + "a" * 64),
     ({"repository": "tools/datahubsync", "registry": "registry.example.com"}, "mirror.example.com:5000",
-     "mirror.example.com:5000/tools/datahubsync:1.0.0"),
+     "mirror.example.com:5000/tools/datahubsync:1.1.0"),
 ], ids=["default", "registry", "digest", "global-registry"])
 def test_image_reference(image: dict[str, str], global_registry: str | None, expected: str) -> None:
     values: dict[str, Any] = {**BASE, "image": image}

@@ -24,7 +24,7 @@ STANDARD_LABELS = {
     "helm.sh/chart": f"datahubsync-{CHART_VERSION}",
     "app.kubernetes.io/name": "datahubsync",
     "app.kubernetes.io/instance": "sync",
-    "app.kubernetes.io/version": "1.0.0",
+    "app.kubernetes.io/version": "1.1.0",
     "app.kubernetes.io/managed-by": "Helm",
 }
 POD_SECURITY = {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000,
@@ -112,7 +112,7 @@ def test_pod_basics(values_file) -> None:
 
 def test_image_defaults_to_app_version() -> None:
     ctr = container(cronjob_pod(render_ci("minimal-values.yaml")))
-    assert ctr["image"] == "datahubsync:1.0.0"
+    assert ctr["image"] == "datahubsync:1.1.0"
     assert ctr["imagePullPolicy"] == "IfNotPresent"
 
 
