@@ -4,11 +4,15 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
+from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
+import requests
+from prometheus_client.parser import text_string_to_metric_families
 
-from tests.dockerutil import Container, run, sync_env, wait_until
+from tests.dockerutil import Container, free_port, run, sync_env, wait_until
 from tests.hubs import FaultyHub
 from tests.hubs.common import header_of
 from tests.helpers import zip_bytes
@@ -154,3 +158,58 @@ def test_health_unhealthy_after_failed_sync_then_healthy_after_good_one(
     assert file_text(data_dir / "prices" / "sh600000.csv") == "date,close\n2026-11-27,v1\n"
     assert daemon.stop(STOP_GRACE) < 8
     assert daemon.exit_code() == 0
+
+
+def test_listener_serves_metrics_and_readyz_turns_200_after_the_first_success(
+        containers: Callable[..., Container], faulty_hub: FaultyHub, data_dir: Path) -> None:
+    """The image's daemon with --listen on the host's loopback: /readyz 503 while the hub lists a
+    version it has not packaged yet, 200 after the first success; /metrics for the configured dataset."""
+    faulty_hub.add_package("prices", zip_bytes(csv("v1")), V1, sha256=True, package_ready=False)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = sync_env(faulty_hub.url, ["prices"], DATAHUB_SCHEDULE=EVERY_3_SECONDS)
+    daemon = containers(["cron", "--listen", f"127.0.0.1:{port}"], env=env, volumes={data_dir: "/data"})
+
+    # (a Response is false for a 503: the wait returns its body)
+    not_ready = wait_until(lambda: (answer := get(url + "/readyz")) is not None and answer.status_code == 503
+                           and answer.json(), 30, what="/readyz 503 after the failed first sync")
+    assert list(not_ready["problems"]) == ["prices"]
+    assert not_ready["problems"]["prices"].startswith("last sync failed (package_not_ready): "), not_ready
+    assert get(url + "/healthz").json() == {"status": "ok"}
+    text = get(url + "/metrics").text
+    assert metric(text, "datahubsync_up_to_date", dataset="prices") == 0
+    assert metric(text, "datahubsync_ready", dataset="prices") == 0
+
+    faulty_hub.set_ready("prices")
+    wait_until(lambda: get(url + "/readyz").json() == {"ready": True}, 30, what="/readyz 200 after the first success")
+    assert file_text(data_dir / "prices" / "sh600000.csv") == "date,close\n2026-11-27,v1\n"
+    text = get(url + "/metrics").text
+    assert metric(text, "datahubsync_ready", dataset="prices") == 1
+    assert metric(text, "datahubsync_installed_files", dataset="prices") == 2
+    assert metric(text, "datahubsync_runs_total", dataset="prices", result="success") >= 1
+    assert metric(text, "datahubsync_installed_version_timestamp_seconds", dataset="prices") == \
+        datetime.fromisoformat(V1.replace("Z", "+00:00")).timestamp()
+    assert time.time() - 1 < metric(text, "datahubsync_next_run_timestamp_seconds") <= time.time() + 4
+
+    took = daemon.stop(STOP_GRACE)
+    assert daemon.exit_code() == 0 and took < 8
+    assert get(url + "/healthz") is None                    # the listener went with the daemon
+    # The job's lines appear as the job wrote them: one timestamp, no second prefix around them
+    logs = daemon.logs()
+    assert "summary: prices: success" in logs
+    assert not re.search(r"\[job [^]]*\] \d{4}-\d{2}-\d{2}T", logs), logs
+
+
+def get(url: str) -> requests.Response | None:
+    try:
+        return requests.get(url, timeout=10)
+    except requests.ConnectionError:
+        return None
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return sample.value
+    raise AssertionError(f"{name}{labels} not exported")
