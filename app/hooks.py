@@ -32,6 +32,7 @@ from .timeutil import to_iso, utcnow
 log = logging.getLogger("datahubsync.hooks")
 
 DEFAULT_TIMEOUT = 600.0
+MAX_TIMEOUT = 315_360_000.0        # ten years, as every other duration in the config
 KILL_GRACE = 5.0                  # seconds between SIGTERM and SIGKILL
 KEYS = ("post_sync", "verify", "timeout")
 MARKER_DIR = "hooks"
@@ -126,10 +127,10 @@ def _timeout(value: object, key: str) -> float:
         raise ConfigError(f"{key}: expected a number of seconds, got {_type_name(value)} {value!r}")
     try:
         seconds = float(value)
-    except ValueError:
-        raise ConfigError(f"{key}: expected a number of seconds, got {value!r}") from None
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ConfigError(f"{key}: expected a positive number of seconds, got {value!r}")
+    except (ValueError, OverflowError):
+        raise ConfigError(f"{key}: expected a number of seconds, got {str(value)[:40]!r}") from None
+    if not math.isfinite(seconds) or not 0 < seconds <= MAX_TIMEOUT:
+        raise ConfigError(f"{key}: expected a positive number of seconds up to {MAX_TIMEOUT:g}, got {str(value)[:40]!r}")
     return seconds
 
 

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from .secrets import RedactingFilter
+from .secrets import RedactingFilter, redact
 
 current_dataset: contextvars.ContextVar[str | None] = contextvars.ContextVar("dataset", default=None)
 ROOT = "datahubsync"
@@ -30,7 +30,7 @@ class TextFormatter(logging.Formatter):
             where += f" [job {job}{' ' + record.stream if getattr(record, 'stream', None) else ''}]"
         text = f"{stamp} {record.levelname:<7}{where} {record.getMessage()}"
         if record.exc_info and logging.getLogger(ROOT).isEnabledFor(logging.DEBUG):
-            text += "\n" + self.formatException(record.exc_info)
+            text += "\n" + redact(self.formatException(record.exc_info))
         return text
 
 
@@ -43,7 +43,7 @@ class JsonFormatter(logging.Formatter):
             if value is not None:
                 doc[key] = value
         if record.exc_info and logging.getLogger(ROOT).isEnabledFor(logging.DEBUG):
-            doc["traceback"] = self.formatException(record.exc_info)
+            doc["traceback"] = redact(self.formatException(record.exc_info))
         return json.dumps(doc, ensure_ascii=False)
 
 

@@ -250,3 +250,11 @@ def test_the_lock_holder_is_not_disturbed_by_a_skipping_run(faulty_hub: FaultyHu
     assert "nothing to do" in output(out, err)
     assert faulty_hub.requests.to("/") == []            # it did not even ask the hub
     assert run_cli(["sync"], env)[0] == 0
+
+
+def test_check_never_shows_the_password_in_the_hub_url(faulty_hub: FaultyHub, tmp_path: Path) -> None:
+    faulty_hub.add_package("prices", zip_bytes(FILES))
+    url = faulty_hub.url.replace("http://", "http://reader:Pw-9d8c7b6a@")
+    code, out, err = run_cli(["check"], sync_env(url, tmp_path, ["prices"]))
+    assert code == 0, output(out, err)
+    assert "reachable" in out and "Pw-9d8c7b6a" not in output(out, err)
