@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.daemon import JobOutput
+from app.config import build_config
+from app.daemon import JobOutput, StateView
 from app.logs import JsonFormatter, TextFormatter
 from app.scheduler import OutputLine
 from app.secrets import RedactingFilter, remember
@@ -196,3 +197,23 @@ def test_two_jobs_printing_at_once_interleave_by_whole_lines(text: Console) -> N
     assert sum(shown == f"{SYNC_TEXT} {'b' * width}" for shown in lines) == count
     assert sum(bool(DAEMON_PREFIX.sub("", shown).endswith("c" * width)) and shown.count("c") == width
                for shown in lines) == count
+
+
+# ---- the state /readyz judges ----------------------------------------------------------------------
+
+def test_state_view_rereads_a_changed_file_and_warns_about_a_corrupt_one_once(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    config = build_config({"hub": {"url": "http://127.0.0.1:9"}, "datasets": ["ds"],
+                           "sync": {"data_root": str(tmp_path / "data")}})
+    view = StateView(config)
+    assert view() == {}                                     # no state file yet: never synced
+    config.state_dir.mkdir(parents=True)
+    state = config.state_dir / "state.json"
+    state.write_text("{broken")
+    with caplog.at_level(logging.WARNING):
+        for _ in range(5):                                  # five probes, one warning
+            assert view() == {}
+    assert len([r for r in caplog.records if "corrupt" in r.getMessage()]) == 1
+    entry = {"status": "success", "synced_at": "2026-11-28T08:00:00Z"}
+    state.write_text(json.dumps({"version": 1, "datasets": {"ds": entry}}))
+    assert view() == {"ds": entry}                          # the next probe sees the new file
