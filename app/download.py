@@ -22,7 +22,9 @@ from typing import Any
 import requests
 import urllib3
 
-from .errors import DiskFullError, DownloadError, HubError, IdentityChanged, Interrupted, PackageAlreadySeen
+from . import transport
+from .errors import (Cancelled, DiskFullError, DownloadError, HubTimeout, IdentityChanged, Interrupted,
+                     PackageAlreadySeen)
 from .hub import HubClient
 from .identity import Identity, parse_content_range
 from .jsonutil import loads
@@ -69,10 +71,6 @@ class _Plan:
 
 class _NoParallelism(Exception):
     pass
-
-
-class Cancelled(Interrupted):
-    """The caller no longer wants this package (a stale one, say)."""
 
 
 class PackageDownload:
@@ -320,7 +318,7 @@ class PackageDownload:
                     data = read(want)
                 except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
                     self._check_stop()
-                    raise DownloadError(f"the connection failed at byte {seg.pos}: {_why(exc)}") from None
+                    raise DownloadError(f"the connection failed at byte {seg.pos}: {transport.reason(exc)}") from None
                 if not data:
                     if seg.end < 0:                      # unknown length: the body ended, so did the package
                         self._learn_total(seg)
@@ -432,8 +430,8 @@ class PackageDownload:
         try:
             response = self._get(seg.pos, None if open_ended else seg.end, if_range=self.plan.identity.if_range(),
                                  wait=min(SECONDARY_WAIT, self.hub.config.timeout) if secondary else None)
-        except HubError as exc:
-            if secondary and exc.timed_out and self._someone_streaming(seg):
+        except HubTimeout:
+            if secondary and self._someone_streaming(seg):
                 self._give_up_parallelism()
                 raise _NoParallelism() from None
             raise
@@ -648,8 +646,10 @@ def _unsatisfied_size(content_range: str | None) -> int | None:
 
 
 def _why(exc: BaseException) -> str:
-    text = str(exc)
-    return text[:160] if text else type(exc).__name__
+    """Our own errors say what happened; a library's are named by their type (app.transport)."""
+    if isinstance(exc, DownloadError):
+        return str(exc)[:200]
+    return transport.reason(exc)
 
 
 def _socket_of(response: requests.Response) -> socket.socket | None:

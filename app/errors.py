@@ -45,7 +45,10 @@ class HubError(DataHubSyncError):
         super().__init__(message)
         self.http_status = http_status
         self.retryable = retryable
-        self.timed_out = False
+
+
+class HubTimeout(HubError):
+    """The hub did not answer in time, on every attempt."""
 
 
 class AuthError(HubError):
@@ -62,6 +65,18 @@ class InvalidEntry(HubError):
     """The hub's list entry for a dataset breaks docs/hub-api.md section 1."""
 
     status = "error"
+
+
+class NotReady(DataHubSyncError):
+    """The hub has no (new) package yet: worth waiting for (package_not_ready or stale_package)."""
+
+    def __init__(self, message: str, status: str):
+        super().__init__(message)
+        self.status = status
+
+
+class Cancelled(Interrupted):
+    """The caller no longer wants this download (a stale package, say)."""
 
 
 class DownloadError(DataHubSyncError):

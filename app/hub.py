@@ -14,7 +14,8 @@ import urllib3
 
 from . import __version__
 from .config import HubConfig
-from .errors import AuthError, HubError, Interrupted, NotPublishedError
+from . import transport
+from .errors import AuthError, HubError, HubTimeout, Interrupted, NotPublishedError
 from .listing import Listing, ListingNotJSON, decode_listing
 from .secrets import resolve_credentials, safe_url
 from .timeutil import get_zone
@@ -161,13 +162,12 @@ class HubClient:
             try:
                 response = self._send(url, headers, stream, read_timeout)
             except requests.exceptions.SSLError as exc:
-                raise HubError(f"TLS error talking to {safe_url(url)}: {_reason(exc)} (see hub.verify_tls)") from None
+                raise HubError(f"TLS error talking to {safe_url(url)}: {transport.reason(exc)} (see hub.verify_tls)") from None
             except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
-                problem = f"cannot reach the hub at {safe_url(url)}: {_reason(exc)}"
-                timed_out = isinstance(exc, (requests.exceptions.Timeout, requests.exceptions.ReadTimeout)) \
-                    or "timed out" in str(exc).lower()
+                problem = f"cannot reach the hub at {safe_url(url)}: {transport.reason(exc)}"
+                timed_out = transport.is_timeout(exc)
             except (requests.exceptions.RequestException, OSError) as exc:
-                raise HubError(f"request to {safe_url(url)} failed: {_reason(exc)}") from None
+                raise HubError(f"request to {safe_url(url)} failed: {transport.reason(exc)}") from None
             else:
                 status = response.status_code
                 if status in ok:
@@ -182,9 +182,8 @@ class HubClient:
                 problem = describe_status(status, url)
                 retry_after = retry_after_seconds(response.headers.get("Retry-After"))
             if attempt + 1 >= attempts:
-                error = HubError(f"{what} failed after {attempts} attempt(s): {problem}", retryable=True)
-                error.timed_out = timed_out
-                raise error
+                kind = HubTimeout if timed_out else HubError
+                raise kind(f"{what} failed after {attempts} attempt(s): {problem}", retryable=True)
             delay = self.backoff(attempt, retry_after)
             log.warning("%s: %s; retrying in %.1fs (attempt %d of %d)", what, problem, delay, attempt + 2, attempts)
             self.wait(delay)
@@ -230,7 +229,7 @@ class HubClient:
                     raise HubError(f"the hub's dataset list at {safe_url(url)} took longer than hub.timeout "
                                    f"({self.config.timeout:g}s) to arrive", retryable=True)
         except requests.exceptions.RequestException as exc:
-            raise HubError(f"reading the dataset list from {safe_url(url)} failed: {_reason(exc)}",
+            raise HubError(f"reading the dataset list from {safe_url(url)} failed: {transport.reason(exc)}",
                            retryable=True) from None
         return bytes(body)
 
@@ -238,15 +237,3 @@ class HubClient:
 def _printable(text: str) -> str:
     """Text from the hub made safe for a one-line message (no control characters)."""
     return "".join(ch if ch.isprintable() else "?" for ch in text)
-
-
-def _reason(exc: Exception) -> str:
-    """A short, secret-free reason from a requests exception (they nest deeply)."""
-    text = str(exc)
-    for marker in ("Failed to establish a new connection: ", "Caused by ", "Read timed out", "Connection refused"):
-        if marker in text:
-            if marker in ("Read timed out", "Connection refused"):
-                return marker.lower() if marker == "Connection refused" else "read timed out"
-            tail = text.split(marker, 1)[1]
-            return tail.split("'))")[0].split("))")[0].strip(" ([]'\"") or type(exc).__name__
-    return text[:200] or type(exc).__name__

@@ -13,8 +13,8 @@ from .config import Config, DatasetConfig
 from .download import PackageDownload
 from .fetch import BackgroundDownload
 from .hooks import resume_hooks, run_post_sync, run_verify
-from .errors import (ConfigError, DataHubSyncError, Rejected, DiskFullError, DownloadError, IdentityChanged, InstallError, Interrupted,
-                     NotPublishedError, PackageAlreadySeen, PackageError)
+from .errors import (ConfigError, DataHubSyncError, DiskFullError, DownloadError, IdentityChanged, InstallError,
+                     Interrupted, NotPublishedError, NotReady, PackageAlreadySeen, PackageError, Rejected)
 from .fsutil import free_bytes, is_empty_dir, nearest_existing, permission_hint, remove_tree
 from .hub import HubClient
 from .identity import Identity
@@ -38,14 +38,6 @@ def advertised(remote: RemoteDataset) -> dict[str, object]:
     """What the hub's list says of the package: a partial download belongs to this package only."""
     return {"version": to_iso(remote.last_updated) if remote.last_updated else None,
             "sha256": remote.sha256, "package_size": remote.package_size}
-
-
-class NotReady(DataHubSyncError):
-    """The hub has no (new) package yet; worth waiting for (status package_not_ready or stale_package)."""
-
-    def __init__(self, message: str, status: str):
-        super().__init__(message)
-        self.status = status
 
 
 def check_writable(path: Path) -> None:
