@@ -317,9 +317,11 @@ class DataHubCollector:
     def _cached(self, path: Path, read: Callable[[], Any]) -> Any:
         try:
             stat = path.stat()
-            key = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+            key: tuple = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
         except OSError:
-            return read()               # missing or unreadable: read() knows what that means
+            # missing: what read() finds depends on the files it would import from (the original
+            # client's .last_sync.json), so those decide whether to read again (and log again)
+            key = ("missing", *(_stat_key(c) for c in import_candidates(self.config.state_dir, self.config.source)))
         with self._lock:
             hit = self._cache.get(path.name)
         if hit and hit[0] == key:
@@ -415,6 +417,14 @@ class DataHubCollector:
             yield family
 
 
+def _stat_key(path: Path) -> tuple[int, int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
 def _le(bound: float) -> str:
     return str(int(bound)) + ".0" if bound.is_integer() else repr(bound)
 
@@ -452,7 +462,7 @@ def push(config: Config, url: str, job: str = "datahubsync", timeout: float = 5)
         return f"metrics.pushgateway: cannot read the URL {safe!r}"
     credentials = None if username is None and password is None else (unquote(username or ""), unquote(password or ""))
 
-    def handler(url: str, method: str, timeout: float | None, headers: list, data: bytes) -> Callable[[], None]:
+    def handler(url: str, method: str, timeout: float | None, headers: list[tuple[str, str]], data: bytes) -> Callable[[], None]:
         if credentials is None:
             return default_handler(url, method, timeout, headers, data)
         return basic_auth_handler(url, method, timeout, headers, data, *credentials)

@@ -422,3 +422,18 @@ def test_a_silent_pushgateway_times_out(tmp_path: Path) -> None:
     assert problem and problem.startswith(f"metrics.pushgateway: pushing to {url} failed: ") and "timed out" in problem
     assert datetime.now(UTC) - started < timedelta(seconds=5)
 
+
+
+def test_an_imported_original_state_is_read_once_not_at_every_scrape(tmp_path: Path,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    from app.metrics import registry_for
+    from app.timeutil import utcnow
+    cfg = build_config({"hub": {"url": "http://127.0.0.1:9"}, "datasets": ["prices"],
+                        "sync": {"data_root": str(tmp_path / "data"), "state_dir": str(tmp_path / "state")}})
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / ".last_sync.json").write_text(json.dumps({"prices": "2026-11-28T08:30:00"}))
+    registry = registry_for(cfg, utcnow)
+    with caplog.at_level(logging.INFO, logger="datahubsync"):
+        for _ in range(3):
+            assert registry.get_sample_value("datahubsync_installed_version_timestamp_seconds", {"dataset": "prices"})
+    assert sum("imported" in r.getMessage() for r in caplog.records) == 1
