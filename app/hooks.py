@@ -22,7 +22,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import IO, Callable, Mapping, Sequence
+from typing import IO, Any, Callable, Mapping, Sequence
 from urllib.parse import quote
 
 from .errors import ConfigError
@@ -129,8 +129,10 @@ def _timeout(value: object, key: str) -> float:
         seconds = float(value)
     except (ValueError, OverflowError):
         raise ConfigError(f"{key}: expected a number of seconds, got {str(value)[:40]!r}") from None
-    if not math.isfinite(seconds) or not 0 < seconds <= MAX_TIMEOUT:
-        raise ConfigError(f"{key}: expected a positive number of seconds up to {MAX_TIMEOUT:g}, got {str(value)[:40]!r}")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigError(f"{key}: expected a positive number of seconds, got {value!r}")
+    if seconds > MAX_TIMEOUT:
+        raise ConfigError(f"{key}: at most {MAX_TIMEOUT:.0f} seconds (ten years), got {str(value)[:40]}")
     return seconds
 
 
@@ -345,7 +347,8 @@ def _read_marker(path: Path) -> PendingHook:
         value = data.get(name)
         if not isinstance(value, kinds) or isinstance(value, bool):
             raise ValueError(f"field {name!r} is missing or of the wrong type")
-    return PendingHook(**{name: data.get(name) for name in PendingHook.__dataclass_fields__})
+    fields: dict[str, Any] = {name: data.get(name) for name in PendingHook.__dataclass_fields__}
+    return PendingHook(**fields)
 
 
 def _scan(state_dir: Path) -> list[tuple[Path, PendingHook | None]]:
