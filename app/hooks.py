@@ -128,11 +128,12 @@ def _timeout(value: object, key: str) -> float:
     try:
         seconds = float(value)
     except (ValueError, OverflowError):
-        raise ConfigError(f"{key}: expected a number of seconds, got {str(value)[:40]!r}") from None
+        shown = "a huge integer" if isinstance(value, int) else repr(value[:40])
+        raise ConfigError(f"{key}: expected a number of seconds, got {shown}") from None
     if not math.isfinite(seconds) or seconds <= 0:
         raise ConfigError(f"{key}: expected a positive number of seconds, got {value!r}")
     if seconds > MAX_TIMEOUT:
-        raise ConfigError(f"{key}: at most {MAX_TIMEOUT:.0f} seconds (ten years), got {str(value)[:40]}")
+        raise ConfigError(f"{key}: at most {MAX_TIMEOUT:.0f} seconds (ten years), got {seconds:g}")
     return seconds
 
 
