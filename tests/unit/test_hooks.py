@@ -366,7 +366,7 @@ def test_marker_path_stays_in_the_hooks_folder(name: str) -> None:
     assert path.parent == Path("/state/hooks") and path.name.endswith(".json") and "/" not in path.name
 
 
-@pytest.mark.parametrize("value", [10 ** 400, 10 ** 5000, "1e999", 315_360_001, -1, 0])
+@pytest.mark.parametrize("value", [10 ** 400, pytest.param(10 ** 5000, id="5000-digits"), "1e999", 315_360_001, -1, 0])
 def test_a_timeout_out_of_range_is_a_config_error(value: object) -> None:
     from app.errors import ConfigError
     from app.hooks import parse_hooks
