@@ -1,8 +1,10 @@
 """DataHubSync: keep local copies of data hub datasets up to date."""
+from typing import Any
+
 __version__ = "1.1.0"
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     # Imported lazily so `import app` stays cheap for the CLI and the crontab tools.
     if name in ("DataSyncClient", "SyncResult"):
         from . import client

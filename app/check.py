@@ -66,7 +66,7 @@ def run_check(config: Config, out: TextIO, crontab_text: str | None, crontab_sou
             listing = hub.list_datasets()
         finally:
             hub.close()
-        report.ok(f"hub {safe_url(config.hub.url)} reachable, {len(listing.datasets)} dataset(s) published"
+        report.ok(f"hub {safe_url(hub.url)} reachable, {len(listing.datasets)} dataset(s) published"
                   + (", credentials accepted" if hub.credentials else ""))
     except DataHubSyncError as exc:
         report.fail(f"hub: {redact(str(exc))}")

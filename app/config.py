@@ -355,7 +355,7 @@ def _masked_url(url: str | None) -> str | None:
 
 def _text_path(value: Any, key: str) -> str:
     """A path as text: not empty, no control characters (which no one means and which break log lines)."""
-    text = _str()(value, key)
+    text: str = _str()(value, key)
     if not text:
         raise ConfigError(f"{key}: expected a path, got an empty string")
     problem = control_problem(text)
@@ -456,7 +456,7 @@ def _log_file(value: Any, key: str) -> str | None:
 
 def _cron(value: Any, key: str) -> str:
     from .crontab import CrontabError, parse_schedule   # the parser is only needed when a schedule is set
-    text = _str()(value, key).strip()
+    text: str = _str()(value, key).strip()
     problem = control_problem(text.replace("\t", " "))      # tabs separate fields, as in a crontab
     if problem:
         raise ConfigError(f"{key}: {_show(text)} {problem}")
@@ -718,7 +718,7 @@ def config_from(obj: Any) -> Config:
 
 def masked(config: Config) -> dict[str, Any]:
     """The effective config for the start-up log, secrets replaced."""
-    out = {name: {f.name: getattr(getattr(config, name), f.name) for f in dataclasses.fields(SECTIONS[name])}
+    out: dict[str, Any] = {name: {f.name: getattr(getattr(config, name), f.name) for f in dataclasses.fields(SECTIONS[name])}
            for name in SECTIONS}
     hub = out["hub"]
     hub["url"] = _masked_url(config.hub.url)

@@ -189,7 +189,9 @@ class _DayOfWeek:
 
 
 def _parse_day_of_month(text: str) -> _DayOfMonth:
-    kind, days, nearest = _DAYS_OF_MONTH, set(), set()
+    kind = _DAYS_OF_MONTH
+    days: set[int] = set()
+    nearest: set[int] = set()
     last = last_weekday = False
     items = _items(text, kind)
     for item in items:
@@ -208,7 +210,10 @@ def _parse_day_of_month(text: str) -> _DayOfMonth:
 
 
 def _parse_day_of_week(text: str) -> _DayOfWeek:
-    kind, weekdays, last, nth = _DAYS_OF_WEEK, set(), set(), set()
+    kind = _DAYS_OF_WEEK
+    weekdays: set[int] = set()
+    last: set[int] = set()
+    nth: set[tuple[int, int]] = set()
     items = _items(text, kind)
     for item in items:
         key = item.lower()

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import threading
 import zipfile
+from typing import Any
 
 from .download import Downloaded, PackageDownload, sha256_of
 from .errors import DownloadError
+
+_zipfile: Any = zipfile     # its end-of-archive reader is private, so absent from its type stubs
 
 
 class BackgroundDownload:
@@ -70,9 +73,10 @@ class BackgroundDownload:
     def _directory_offset(self) -> int | None:
         try:
             with open(self.download.part, "rb") as fh:
-                record = zipfile._EndRecData(fh)      # the stdlib's own end-of-archive reader
+                record = _zipfile._EndRecData(fh)     # the stdlib's own end-of-archive reader
         except (OSError, zipfile.BadZipFile):
             return None
         if not record:
             return None
-        return record[zipfile._ECD_OFFSET]
+        offset: int = record[_zipfile._ECD_OFFSET]
+        return offset

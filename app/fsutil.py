@@ -9,11 +9,12 @@ import shutil
 import threading
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
-_libc = None
+_libc: ctypes.CDLL | None = None
 
 
-def _lib():
+def _lib() -> ctypes.CDLL:
     global _libc
     if _libc is None:
         _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -57,7 +58,7 @@ def syncfs(path: Path) -> None:
 
 
 @contextmanager
-def writeback_behind(path: Path, every: float):
+def writeback_behind(path: Path, every: float) -> Iterator[None]:
     """While the block runs, flush the filesystem holding `path` every `every` seconds from a thread.
 
     The disk then writes what the block produced while the block produces more (the kernel would

@@ -34,7 +34,7 @@ class Identity:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
-    def key(self) -> tuple:
+    def key(self) -> tuple[str, str | None, int | None]:
         """What decides sameness, strongest evidence first."""
         if self.etag and not self.etag.startswith("W/"):
             return ("etag", self.etag, self.total)

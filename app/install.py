@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from pathlib import Path
+from typing import Protocol, Sequence
 
 from .errors import DiskFullError, InstallError, Interrupted, PackageError
 from .fsutil import exchange, fsync_dir, remove_tree, syncfs, writeback_behind
@@ -32,6 +33,14 @@ class Installed:
     removed: int = 0
 
 
+class Arriving(Protocol):
+    """A package still downloading, as extraction sees it: the byte ranges already on disk."""
+
+    def covered_now(self) -> list[tuple[int, int]]: ...
+
+    def wait_changed(self, timeout: float) -> list[tuple[int, int]]: ...
+
+
 class EntryFeed:
     """Hands the plan's files to extraction workers in package order, each once its bytes are on disk.
 
@@ -39,7 +48,7 @@ class EntryFeed:
     skipped with a next-free pointer table, so finding work stays cheap for tens of thousands of files.
     """
 
-    def __init__(self, plan: PackagePlan, source=None):
+    def __init__(self, plan: PackagePlan, source: Arriving | None = None):
         self.plan = plan
         shift, offsets = plan.directory.shift, plan.directory.offsets
         starts = array.array("Q", (offsets[i] + shift for i in plan.indexes))
@@ -63,7 +72,7 @@ class EntryFeed:
             self._next[i], i = root, self._next[i]
         return root
 
-    def _pick(self, spans: list[tuple[int, int]]) -> int | None:
+    def _pick(self, spans: Sequence[tuple[int, float]]) -> int | None:
         for start, end in spans:
             i = self._free(bisect.bisect_left(self.offsets, start))
             if i < len(self.order) and self.offsets[i] < end and self.plan.ends[self.order[i]] <= end:
@@ -73,7 +82,7 @@ class EntryFeed:
         return None
 
     def take(self, stop: threading.Event) -> Entry | None:
-        spans = [(0, float("inf"))] if self.source is None else self.source.covered_now()
+        spans: Sequence[tuple[int, float]] = [(0, float("inf"))] if self.source is None else self.source.covered_now()
         while True:
             with self._lock:
                 if not self._left:
@@ -83,6 +92,7 @@ class EntryFeed:
                 return self.plan.entry(k)
             if stop.is_set():
                 raise Interrupted("stopped by signal")
+            assert self.source is not None      # with the whole package on disk, any file left fits the span
             spans = self.source.wait_changed(0.5)
 
 
@@ -118,7 +128,7 @@ def _extract_error(exc: OSError, what: str, staging: Path) -> Exception:
 
 
 def extract(package: Path | Package, plan: PackagePlan, staging: Path, stop: threading.Event,
-            zone: tzinfo, source=None) -> None:
+            zone: tzinfo, source: Arriving | None = None) -> None:
     """Unpack every file of the plan below `staging`, checking each CRC; then flush it to disk once.
 
     With `source` (a download in progress) each file is extracted as soon as its bytes arrive.
@@ -132,7 +142,12 @@ def extract(package: Path | Package, plan: PackagePlan, staging: Path, stop: thr
             raise _extract_error(exc, f"folder {folder!r}", staging) from None
     feed = EntryFeed(plan, source)
     halt = threading.Event()
-    relay = threading.Thread(target=lambda: (stop.wait(), halt.set()), daemon=True)
+
+    def relay_stop() -> None:
+        stop.wait()
+        halt.set()
+
+    relay = threading.Thread(target=relay_stop, daemon=True)
     relay.start()
     opened = package if isinstance(package, Package) else open_package(package)
     errors: list[BaseException] = []

@@ -56,7 +56,7 @@ def join_url(hub_url: str, path_or_url: str) -> str:
     return hub_url.rstrip("/") + "/" + path_or_url.lstrip("/")
 
 
-def _count(entry: dict, key: str, unit: str) -> int | None:
+def _count(entry: dict[str, Any], key: str, unit: str) -> int | None:
     """A size or count field: a whole number 0..MAX_COUNT (a number or a string of digits), or absent."""
     value = entry.get(key)
     if value is None:
@@ -100,7 +100,7 @@ def _is_text(value: str) -> bool:
     return True
 
 
-def _parse_entry(entry: dict, name: str, hub_url: str, zone: tzinfo) -> RemoteDataset:
+def _parse_entry(entry: dict[str, Any], name: str, hub_url: str, zone: tzinfo) -> RemoteDataset:
     if "last_updated" not in entry:
         raise ValueError("no last_updated")
     raw_time = entry["last_updated"]

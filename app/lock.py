@@ -38,5 +38,5 @@ class SyncLock:
     def __enter__(self) -> "SyncLock":
         return self.acquire()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.release()

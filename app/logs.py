@@ -24,10 +24,12 @@ class ContextFilter(logging.Filter):
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(record.created))
-        where = f" [{record.dataset}]" if getattr(record, "dataset", None) else ""
+        dataset = getattr(record, "dataset", None)
+        where = f" [{dataset}]" if dataset else ""
         job = getattr(record, "job", None)
         if job is not None:
-            where += f" [job {job}{' ' + record.stream if getattr(record, 'stream', None) else ''}]"
+            stream = getattr(record, "stream", None)
+            where += f" [job {job}{' ' + stream if stream else ''}]"
         text = f"{stamp} {record.levelname:<7}{where} {record.getMessage()}"
         if record.exc_info and logging.getLogger(ROOT).isEnabledFor(logging.DEBUG):
             text += "\n" + redact(self.formatException(record.exc_info))
@@ -78,5 +80,5 @@ def setup_logging(level: str = "INFO", fmt: str = "text", file: str | None = Non
     return logger
 
 
-def dataset_logger(name: str) -> logging.LoggerAdapter:
+def dataset_logger(name: str) -> logging.LoggerAdapter[logging.Logger]:
     return logging.LoggerAdapter(logging.getLogger(f"{ROOT}.sync"), {"dataset": name})

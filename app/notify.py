@@ -381,12 +381,12 @@ def send(targets: Sequence[NotifyTarget], results: Sequence[SyncResult],
     end = time.monotonic() + budget
     for thread in threads:
         thread.join(max(0.0, end - time.monotonic()))
-    problems = []
+    problems: list[str] = []
     for i, target in enumerate(due):
         if i not in outcomes:
             problems.append(f"{_label(target)}: not done after {budget:g} s; given up")
-        elif outcomes[i]:
-            problems.append(outcomes[i])
+        elif problem := outcomes[i]:
+            problems.append(problem)
     return problems
 
 

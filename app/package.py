@@ -45,7 +45,7 @@ class Package:
     def __enter__(self) -> "Package":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -69,9 +69,9 @@ class Entry:
 @dataclass(frozen=True)
 class PackagePlan:
     directory: CentralDirectory
-    indexes: array.array        # directory positions of the files to install
+    indexes: array.array[int]   # directory positions of the files to install
     renamed: StringTable | None  # their relative paths; None: each is its entry's name (nothing stripped)
-    ends: array.array           # where each one's bytes end in the package
+    ends: array.array[int]      # where each one's bytes end in the package
     dirs: tuple[str, ...]
     total_bytes: int
     content_time: datetime | None
@@ -229,7 +229,7 @@ def _content_time(dostime: int, zone: tzinfo) -> datetime | None:
         return None
 
 
-def _end_of(starts: array.array, raw_offset: int, directory: CentralDirectory) -> int:
+def _end_of(starts: array.array[int], raw_offset: int, directory: CentralDirectory) -> int:
     """Where an entry's bytes end: the next entry's start, or the central directory."""
     i = bisect.bisect_right(starts, raw_offset)
     return starts[i] + directory.shift if i < len(starts) else directory.start

@@ -31,7 +31,7 @@ def human_seconds(s: float) -> str:
 class Progress:
     """Thread-safe byte counter for one download (segments report from several threads)."""
 
-    def __init__(self, logger: logging.Logger | logging.LoggerAdapter, total: int | None, done: int = 0, *,
+    def __init__(self, logger: logging.Logger | logging.LoggerAdapter[logging.Logger], total: int | None, done: int = 0, *,
                  stream: TextIO | None = None, clock: Callable[[], float] = time.monotonic):
         self.log = logger
         self.total = total
@@ -75,6 +75,7 @@ class Progress:
         return text
 
     def _draw(self, now: float) -> None:
+        assert self.bar is not None         # drawn only on a terminal
         width = 30
         frac = (self.done / self.total) if self.total else 0.0
         filled = int(width * min(frac, 1.0))

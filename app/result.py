@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Any
 
 OK_STATUSES = ("success", "up_to_date", "would_sync")
 FAIL_STATUSES = ("package_not_ready", "stale_package", "not_found", "download_failed", "extract_failed", "rejected",
@@ -29,9 +30,9 @@ class SyncResult:
         return f"SyncResult({self.dataset_name}: {self.status} - {self.error})"
 
     @classmethod
-    def ok(cls, name: str, status: str, **kw) -> "SyncResult":
+    def ok(cls, name: str, status: str, **kw: Any) -> "SyncResult":
         return cls(name, True, status, **kw)
 
     @classmethod
-    def failed(cls, name: str, status: str, error: str, **kw) -> "SyncResult":
+    def failed(cls, name: str, status: str, error: str, **kw: Any) -> "SyncResult":
         return cls(name, False, status, error=error, **kw)

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any, BinaryIO, Literal
 from urllib.parse import unquote, urlsplit
 
 from . import __version__
@@ -36,7 +37,7 @@ class PackageIndex:
 
     def __init__(self, root: Path):
         self.root = root
-        self._cache: dict[str, tuple[tuple[int, int], dict | None]] = {}
+        self._cache: dict[str, tuple[tuple[int, int], dict[str, Any] | None]] = {}
         self._lock = threading.Lock()
 
     def path_of(self, name: str) -> Path | None:
@@ -45,7 +46,7 @@ class PackageIndex:
         path = self.root / f"{name}.zip"
         return path if path.is_file() and path.parent == self.root else None
 
-    def describe(self, path: Path) -> dict | None:
+    def describe(self, path: Path) -> dict[str, Any] | None:
         """The package's list entry; None when it is not a sound package (OSError: it went away)."""
         stat = path.stat()
         key = (stat.st_size, stat.st_mtime_ns)
@@ -83,7 +84,7 @@ class PackageIndex:
         self._remember(name, key, entry)
         return entry
 
-    def _remember(self, name: str, key: tuple[int, int], entry: dict | None,
+    def _remember(self, name: str, key: tuple[int, int], entry: dict[str, Any] | None,
                   problem: Exception | str | None = None) -> None:
         with self._lock:
             known = self._cache.get(name)
@@ -91,8 +92,8 @@ class PackageIndex:
         if problem is not None and (known is None or known[0] != key):    # once per version of the file
             log.warning("not listing %s.zip: %s", name, problem)
 
-    def listing(self) -> list[dict]:
-        out: list[dict] = []
+    def listing(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
         seen: set[str] = set()
         for path in sorted(self.root.glob("*.zip")):
             if path.is_file() and PACKAGE_PATH.fullmatch(f"/package/{path.name}"):
@@ -114,7 +115,7 @@ class HubHandler(BaseHTTPRequestHandler):
     server_version = f"datahubsync/{__version__}"
     index: PackageIndex
 
-    def log_message(self, fmt: str, *args) -> None:
+    def log_message(self, fmt: str, *args: Any) -> None:
         log.info("%s %s", self.address_string(), fmt % args)
 
     def do_HEAD(self) -> None:
@@ -148,7 +149,7 @@ class HubHandler(BaseHTTPRequestHandler):
         if body:
             self.wfile.write(data)
 
-    def _send_error(self, status: HTTPStatus, message: str, extra: dict | None = None, body: bool = True) -> None:
+    def _send_error(self, status: HTTPStatus, message: str, extra: dict[str, str] | None = None, body: bool = True) -> None:
         data = json.dumps({"error": message}).encode()
         self.send_response(status)
         for key, value in (extra or {}).items():
@@ -201,7 +202,7 @@ class HubHandler(BaseHTTPRequestHandler):
         condition = self.headers.get("If-Range")
         return condition is None or condition.strip() in (etag, modified)
 
-    def _sendfile(self, fh, offset: int, count: int) -> None:
+    def _sendfile(self, fh: BinaryIO, offset: int, count: int) -> None:
         """sendfile(2) on a plain socket; socket.sendfile falls back to send() under TLS."""
         self.wfile.flush()
         try:
@@ -210,7 +211,7 @@ class HubHandler(BaseHTTPRequestHandler):
             self.close_connection = True
 
 
-def parse_range(header: str, size: int) -> tuple[int, int] | str | None:
+def parse_range(header: str, size: int) -> tuple[int, int] | Literal["unsatisfiable"] | None:
     """One byte range (the only kind clients here send); None means 'ignore it, send everything'."""
     match = RANGE.fullmatch(header.strip())
     if not match or (not match.group(1) and not match.group(2)):

@@ -14,7 +14,7 @@ import threading
 import zipfile
 import zlib
 from dataclasses import dataclass
-from typing import BinaryIO, Callable, Iterator
+from typing import Any, BinaryIO, Callable, Iterator
 
 from .errors import PackageError
 
@@ -29,6 +29,9 @@ _UTF8_NAME, _DATA_DESCRIPTOR = 0x800, 0x08
 # grew with the package (45 vs 54 MB for 1.9k vs 20.6k files); with these it stays at 36-40 MB.
 READ_CHUNK = 128 << 10       # compressed bytes read at once (into a reused buffer)
 OUT_CHUNK = 512 << 10        # decompressed bytes held at once, whatever the compression ratio
+# zipfile's reader of the end records and the layout of what it returns are private, so absent from
+# its type stubs: reached through this untyped name.
+_zipfile: Any = zipfile
 
 
 def dos_date_time(dostime: int) -> tuple[int, int, int, int, int, int]:
@@ -145,15 +148,15 @@ def read_directory(fh: BinaryIO) -> CentralDirectory:
 
 def _read_directory(fh: BinaryIO) -> CentralDirectory:
     try:
-        end = zipfile._EndRecData(fh)       # the stdlib's reader of the end records, ZIP64 included
+        end = _zipfile._EndRecData(fh)       # the stdlib's reader of the end records, ZIP64 included
     except zipfile.BadZipFile as exc:       # e.g. a ZIP64 locator naming another disk
         raise PackageError(f"not a valid ZIP file: {exc}") from None
     if not end:
         raise PackageError("not a valid ZIP file: no end of central directory record")
-    size, offset = end[zipfile._ECD_SIZE], end[zipfile._ECD_OFFSET]
-    shift = end[zipfile._ECD_LOCATION] - size - offset
-    if end[zipfile._ECD_SIGNATURE] == zipfile.stringEndArchive64:
-        shift -= zipfile.sizeEndCentDir64 + zipfile.sizeEndCentDir64Locator
+    size, offset = end[_zipfile._ECD_SIZE], end[_zipfile._ECD_OFFSET]
+    shift = end[_zipfile._ECD_LOCATION] - size - offset
+    if end[_zipfile._ECD_SIGNATURE] == _zipfile.stringEndArchive64:
+        shift -= _zipfile.sizeEndCentDir64 + _zipfile.sizeEndCentDir64Locator
     if shift < 0:
         raise PackageError("not a valid ZIP file: the central directory lies outside the file")
     fh.seek(offset + shift)
@@ -197,11 +200,11 @@ def _read_directory(fh: BinaryIO) -> CentralDirectory:
     return directory
 
 
-def _check_count(end: list, found: int) -> None:
+def _check_count(end: list[Any], found: int) -> None:
     """The end record's entry count must match the records: a count that lies hides or invents entries.
     A plain end record holds 16 bits, so a writer without ZIP64 may wrap past 65,535 entries."""
-    said = end[zipfile._ECD_ENTRIES_TOTAL]
-    wrapped = end[zipfile._ECD_SIGNATURE] != zipfile.stringEndArchive64 and said == found & _MAX16
+    said = end[_zipfile._ECD_ENTRIES_TOTAL]
+    wrapped = end[_zipfile._ECD_SIGNATURE] != _zipfile.stringEndArchive64 and said == found & _MAX16
     if said != found and not wrapped:
         raise PackageError(f"not a valid ZIP file: the end record counts {said} entries, "
                            f"the central directory holds {found}")
@@ -219,7 +222,7 @@ def check_layout(directory: CentralDirectory) -> None:
     if not count:
         return
     if directory.ordered:       # strictly increasing offsets: no sorting, no extra memory
-        order: array.array | range = range(count)
+        order: array.array[int] | range = range(count)
     else:
         order = array.array("I", sorted(range(count), key=directory.offsets.__getitem__))
     offsets, name_sizes, compressed = directory.offsets, directory.name_sizes, directory.compressed
@@ -294,7 +297,7 @@ def _data_start(fd: int, entry: EntryView, limit: int) -> int:
     if len(header) != _LOCAL.size or header[:4] != _LOCAL_SIG:
         raise PackageError(f"entry {entry.name!r}: bad local header")
     _sig, _version, _system, flags, method, _t, _d, crc, compressed, size, n, m = _LOCAL.unpack(header)
-    start = entry.offset + _LOCAL.size + n + m
+    start: int = entry.offset + _LOCAL.size + n + m
     if start + entry.compressed > limit:
         raise PackageError(f"entry {entry.name!r}: its data (bytes {start} to {start + entry.compressed}) runs past "
                            f"byte {limit}, where the next entry or the central directory starts")
@@ -315,7 +318,7 @@ def _data_start(fd: int, entry: EntryView, limit: int) -> int:
     return start
 
 
-def copy_entry(fd: int, entry: EntryView, write: Callable[[bytes], object],
+def copy_entry(fd: int, entry: EntryView, write: Callable[[bytes | memoryview], object],
                should_stop: Callable[[], bool] = lambda: False, end: int | None = None) -> None:
     """Stream one entry's bytes to `write`, checking the local header, the size and the CRC.
 
@@ -327,7 +330,7 @@ def copy_entry(fd: int, entry: EntryView, write: Callable[[bytes], object],
     inflater = zlib.decompressobj(-15) if entry.method == DEFLATED else None
     crc, produced = 0, 0
 
-    def emit(data: bytes) -> None:
+    def emit(data: bytes | memoryview) -> None:
         nonlocal crc, produced
         produced += len(data)
         if produced > entry.size:
@@ -343,7 +346,7 @@ def copy_entry(fd: int, entry: EntryView, write: Callable[[bytes], object],
             n = os.preadv(fd, [buffer[:min(left, READ_CHUNK)]], pos)
             if not n:
                 raise PackageError(f"entry {entry.name!r}: the package ends inside its data")
-            chunk = buffer[:n]
+            chunk: bytes | memoryview = buffer[:n]
             pos, left = pos + n, left - n
             if inflater is None:
                 emit(chunk)
