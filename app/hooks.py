@@ -128,7 +128,7 @@ def _timeout(value: object, key: str) -> float:
     try:
         seconds = float(value)
     except (ValueError, OverflowError):
-        shown = "a huge integer" if isinstance(value, int) else repr(value[:40])
+        shown = repr(value[:40]) if isinstance(value, str) else "a huge integer"      # float() takes any float
         raise ConfigError(f"{key}: expected a number of seconds, got {shown}") from None
     if not math.isfinite(seconds) or seconds <= 0:
         raise ConfigError(f"{key}: expected a positive number of seconds, got {value!r}")

@@ -6,7 +6,7 @@ import logging
 import random
 import threading
 import time
-from typing import Callable
+from typing import Any, Callable
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -97,7 +97,7 @@ class HubClient:
         urllib.parse but `a:1` to urllib3, and credentials must follow where the bytes really go."""
         url = prepared.url or ""
         adapter = self.session.get_adapter(url)
-        params: dict = {}
+        params: dict[str, Any] = {}
         build = getattr(adapter, "build_connection_pool_key_attributes", None)
         if build is not None:
             params, _ = build(prepared, self.session.verify, None)
@@ -143,7 +143,7 @@ class HubClient:
             raise Interrupted("stopped by signal")
 
     def backoff(self, attempt: int, retry_after: float | None = None) -> float:
-        delay = min(self.config.backoff_max, self.config.backoff * (2 ** attempt))
+        delay: float = min(self.config.backoff_max, self.config.backoff * (2 ** attempt))
         delay = delay * (0.5 + random.random() / 2)
         if retry_after is not None:
             delay = max(delay, min(retry_after, MAX_RETRY_AFTER))

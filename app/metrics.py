@@ -308,7 +308,7 @@ class DataHubCollector:
         # Parsed files, reused while they are unchanged: a scrape every few seconds then costs two
         # stat() calls, and a corrupt file is warned about once per change, not once per scrape.
         self._lock = threading.Lock()
-        self._cache: dict[str, tuple[tuple[int, int, int], Any]] = {}
+        self._cache: dict[str, tuple[tuple[object, ...], Any]] = {}
 
     def _read_daemon_start(self) -> datetime | None:
         from .status import daemon_started   # status imports the hub client; only the live collector needs it
@@ -317,7 +317,7 @@ class DataHubCollector:
     def _cached(self, path: Path, read: Callable[[], Any]) -> Any:
         try:
             stat = path.stat()
-            key: tuple = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+            key: tuple[object, ...] = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
         except OSError:
             # missing: what read() finds depends on the files it would import from (the original
             # client's .last_sync.json), so those decide whether to read again (and log again)
