@@ -76,7 +76,7 @@ class _NoParallelism(Exception):
 class PackageDownload:
     """One package's download; `run()` returns when the part file holds the whole package."""
 
-    def __init__(self, hub: HubClient, url: str, part: Path, *, connections: int, logger: logging.LoggerAdapter,
+    def __init__(self, hub: HubClient, url: str, part: Path, *, connections: int, logger: logging.LoggerAdapter[logging.Logger],
                  expected_size: int | None = None, refuse: tuple[Identity, ...] = (), tail_first: bool = False,
                  advertised: dict[str, Any] | None = None):
         self.hub = hub
@@ -200,6 +200,13 @@ class PackageDownload:
         identity, total, _ = self._identity_of(response)
         return response.status_code == 206 and identity.same(self.plan.identity) and total == self.plan.total
 
+    @property
+    def _identity(self) -> Identity:
+        """The package's identity, known from the first answer on (every use comes after it)."""
+        identity = self.plan.identity
+        assert identity is not None
+        return identity
+
     def _check_refused(self, identity: Identity, response: requests.Response) -> None:
         for bad in self.refuse:
             if identity.same(bad):
@@ -211,21 +218,23 @@ class PackageDownload:
         saved = self._load_meta()
         if saved is not None and saved.segments:
             self.plan = saved
+            identity = saved.identity
+            assert identity is not None              # a record without one is never loaded (_plan_from_record)
             first = next((s for s in saved.segments if s.pos < s.end), None)
             probe = first or Segment(0, 1, 0)      # complete already: a one-byte probe checks it is still current
             try:
-                response = self._get(probe.pos, probe.end, if_range=saved.identity.if_range())
+                response = self._get(probe.pos, probe.end, if_range=identity.if_range())
             except DownloadError as exc:         # a 206 of other bytes than asked: start over, cleanly
                 self.log.info("discarding the partial download: %s", exc)
                 self.discard()
                 return self._open_fresh()
             if self._same_package(response):
-                self._check_refused(saved.identity, response)
+                self._check_refused(identity, response)
                 if first is None:
                     response.close()
                     return None, None
                 self.log.info("resuming the download at %d of %d bytes (%s)", self.done_bytes, saved.total,
-                              saved.identity.describe())
+                              identity.describe())
                 return response, first
             response.close()
             reason = "the hub refused the range (416)" if response.status_code == 416 else "the hub serves another package now"
@@ -290,6 +299,7 @@ class PackageDownload:
                 os.ftruncate(self._fd, total)   # filesystems without fallocate
 
     def _write(self, data: bytes, offset: int) -> None:
+        assert self._fd is not None         # segments stream only into an open part file
         try:
             view = memoryview(data)
             while view:
@@ -390,7 +400,7 @@ class PackageDownload:
         with self._lock:
             seg.end = seg.pos
             self.plan.total = seg.pos
-            self.plan.identity = Identity(**{**self.plan.identity.to_json(), "total": seg.pos})
+            self.plan.identity = Identity(**{**self._identity.to_json(), "total": seg.pos})
 
     def _absorb_next(self, seg: Segment) -> bool:
         """An open-ended stream continues into the next segment when nobody works on it (lock held)."""
@@ -428,7 +438,7 @@ class PackageDownload:
 
     def _request_segment(self, seg: Segment, secondary: bool, open_ended: bool) -> requests.Response:
         try:
-            response = self._get(seg.pos, None if open_ended else seg.end, if_range=self.plan.identity.if_range(),
+            response = self._get(seg.pos, None if open_ended else seg.end, if_range=self._identity.if_range(),
                                  wait=min(SECONDARY_WAIT, self.hub.config.timeout) if secondary else None)
         except HubTimeout:
             if secondary and self._someone_streaming(seg):
@@ -523,8 +533,9 @@ class PackageDownload:
         response, first = self._open_first()
         self.planned.set()
         if first is None:
-            self.log.info("the package was already downloaded (%s)", self.plan.identity.describe())
-            return Downloaded(self.part, self.plan.identity, self.plan.total or 0, reused=True)
+            self.log.info("the package was already downloaded (%s)", self._identity.describe())
+            return Downloaded(self.part, self._identity, self.plan.total or 0, reused=True)
+        assert response is not None         # _open_first gives both or neither
         if self.expected_size is not None and self.plan.total is not None and self.plan.total != self.expected_size:
             response.close()
             raise DownloadError(f"size mismatch: the hub lists package_size {self.expected_size} "
@@ -570,7 +581,7 @@ class PackageDownload:
         size = self.plan.total or 0
         if os.path.getsize(self.part) != size:
             os.truncate(self.part, size)
-        return Downloaded(self.part, self.plan.identity, size)
+        return Downloaded(self.part, self._identity, size)
 
     def _finish_leftovers(self) -> None:
         """What parallel workers left (a server without parallelism): one open-ended stream at a time."""
@@ -654,11 +665,12 @@ def _why(exc: BaseException) -> str:
 
 def _socket_of(response: requests.Response) -> socket.socket | None:
     raw = response.raw
-    sock = getattr(getattr(raw, "_connection", None), "sock", None)
+    sock: socket.socket | None = getattr(getattr(raw, "_connection", None), "sock", None)
     if sock is not None:
         return sock
     fp = getattr(getattr(raw, "_fp", None), "fp", None)
-    return getattr(getattr(fp, "raw", None), "_sock", None)
+    sock = getattr(getattr(fp, "raw", None), "_sock", None)
+    return sock
 
 
 def sha256_of(path: Path, stop: threading.Event | None = None) -> str:
