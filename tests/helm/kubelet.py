@@ -3,7 +3,7 @@
 No cluster can run here, so this is the closest real thing: the same image, command and
 args, environment (with `$(VAR)` expansion, `valueFrom` and `envFrom` read from the
 namespace's ConfigMaps and Secrets), user and groups from the security contexts, read-only
-root, dropped capabilities, the grace period, and every volume the pod declares — ConfigMap
+root, dropped capabilities, the grace period, the hostname, and every volume the pod declares — ConfigMap
 and Secret contents written to files with the kubelet's modes and group, hostPath
 bind-mounted after the kubelet's type check (and `subPath` created the kubelet's way),
 emptyDir as a fresh tmpfs. Anything the emulation does not cover (a PVC, init containers,
@@ -34,7 +34,7 @@ _CONTAINER_SC = {"runAsNonRoot", "runAsUser", "runAsGroup", "readOnlyRootFilesys
 _IGNORED_POD = {"restartPolicy", "serviceAccountName", "automountServiceAccountToken",
                 "imagePullSecrets", "nodeSelector", "tolerations", "affinity", "priorityClassName",
                 "securityContext", "containers", "volumes", "enableServiceLinks",
-                "terminationGracePeriodSeconds"}
+                "terminationGracePeriodSeconds", "hostname"}
 _IGNORED_CONTAINER = {"name", "image", "imagePullPolicy", "resources", "env", "envFrom", "args",
                       "command", "securityContext", "volumeMounts", "workingDir"}
 # What a valid environment variable name from envFrom looks like (others are skipped, as
@@ -93,6 +93,9 @@ class Kubelet:
             raise Unsupported("enableServiceLinks (on by default): Service variables not emulated")
         cmd = ["docker", "run", "--rm", "--name", name, "--label", f"{LABEL}=helm-pod",
                "--pull", "never", "--network", "host"]
+        # The pod's hostname (the pod name when unset; docker's is the container id, as random).
+        if spec.get("hostname"):
+            cmd += ["--hostname", spec["hostname"]]
         if spec.get("terminationGracePeriodSeconds") is not None:
             cmd += ["--stop-timeout", str(spec["terminationGracePeriodSeconds"])]
         cmd += self._security_options(spec.get("securityContext") or {},

@@ -17,6 +17,9 @@ pytestmark = pytest.mark.helm
 RELEASE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+HOSTNAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
 def render_release(release: str, values: dict[str, Any] | None = None) -> Rendered:
     """The release with everything on, so that every object the chart can create is rendered."""
     args = [f"--set-json={key}={json.dumps(value)}" for key, value in (values or {}).items()]
@@ -53,6 +56,8 @@ def assert_names_fit(rendered: Rendered) -> None:
         spec = pod_template(obj)["spec"]
         names = [c["name"] for c in spec["containers"]] + [v["name"] for v in spec["volumes"]]
         assert all(len(n) <= 63 for n in names), names
+        # The pods' hostname (the Pushgateway's instance label) must be a DNS label, dots included.
+        assert HOSTNAME.fullmatch(spec["hostname"]) and len(spec["hostname"]) <= 63, spec["hostname"]
         assert spec["serviceAccountName"] in {o["metadata"]["name"] for o in rendered.all("ServiceAccount")}
 
 

@@ -156,6 +156,16 @@ CF-Access-Client-Id -> DATAHUB_HEADER_CF_ACCESS_CLIENT_ID_FILE.
 {{- end }}
 
 {{/*
+The sync pods' hostname: the CronJob's name (a DNS label: dots become "-"), the same
+for every run. The program reports its host by hostname (the Pushgateway's instance
+label, notifications); the pod name would start a new Pushgateway group at every run
+and leave the old ones there, stale, for alerts to fire on.
+*/}}
+{{- define "datahubsync.hostname" -}}
+{{- include "datahubsync.fullname" . | replace "." "-" }}
+{{- end }}
+
+{{/*
 The data volume's PVC name when the chart uses one (existing or created), else "".
 */}}
 {{- define "datahubsync.claimName" -}}
@@ -376,6 +386,7 @@ metadata:
     {{- merge $checksum (deepCopy (.Values.podAnnotations | default dict)) (deepCopy ($.annotations | default dict)) | toYaml | nindent 4 }}
 spec:
   restartPolicy: Never
+  hostname: {{ include "datahubsync.hostname" . | quote }}
   serviceAccountName: {{ include "datahubsync.serviceAccountName" . | quote }}
   automountServiceAccountToken: false
   # No Service's address reaches the program as environment variables: they are not
