@@ -61,7 +61,16 @@ def test_rendered_config_loads(values_file: Path, tmp_path: Path) -> None:
     if isinstance(verify_tls, str):
         files[verify_tls] = "a CA bundle from an extra volume"
     valued = {item["name"]: "from-a-secret" for item in values.get("extraEnv", []) if "valueFrom" in item}
+    metrics = values.get("metrics", {})
+    pushgateway = metrics.get("pushgateway", {}).get("url")
+    if metrics.get("pushgateway", {}).get("existingSecret"):
+        pushgateway = "https://pusher:s3cret@pushgateway.example.com:9091"
+        valued["DATAHUB__METRICS__PUSHGATEWAY"] = pushgateway + "\n"   # as `kubectl create secret --from-file` may hold it
     cfg = load_rendered(render_ci(values_file.name), tmp_path, files, valued)
+    assert cfg.metrics.pushgateway == pushgateway
+    textfile = metrics.get("textfile", {}).get("enabled")
+    assert cfg.metrics.textfile == ("/metrics-textfile/datahubsync.prom" if textfile else None)
+    assert cfg.metrics.listen is None
     assert cfg.warnings == (), "the chart sets a DATAHUB_* variable the program does not know"
     assert cfg.hub.url.rstrip("/") == values["hub"]["url"].rstrip("/")
     mount = values.get("persistence", {}).get("mountPath", "/data")

@@ -57,6 +57,9 @@ def test_ci_values_cover_every_case_the_chart_supports() -> None:
             "priorityClassName", "runtimeClassName", "terminationGracePeriodSeconds", "hostAliases", "dnsConfig",
             "initContainers"))),
         "no test pod": some(lambda d: d.get("tests", {}).get("enabled") is False),
+        "Pushgateway URL": some(lambda d: d.get("metrics", {}).get("pushgateway", {}).get("url")),
+        "Pushgateway URL from a Secret": some(lambda d: d.get("metrics", {}).get("pushgateway", {}).get("existingSecret")),
+        "node_exporter textfile": some(lambda d: d.get("metrics", {}).get("textfile", {}).get("enabled")),
     }
     assert [case for case, ok in covered.items() if not ok] == []
 

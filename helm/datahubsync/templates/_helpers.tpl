@@ -156,6 +156,13 @@ CF-Access-Client-Id -> DATAHUB_HEADER_CF_ACCESS_CLIENT_ID_FILE.
 {{- end }}
 
 {{/*
+Where the pods mount metrics.textfile.hostPath; the program writes datahubsync.prom there.
+*/}}
+{{- define "datahubsync.textfileDir" -}}
+/metrics-textfile
+{{- end }}
+
+{{/*
 The sync pods' hostname: the CronJob's name (a DNS label: dots become "-"), the same
 for every run. The program reports its host by hostname (the Pushgateway's instance
 label, notifications); the pod name would start a new Pushgateway group at every run
@@ -195,6 +202,14 @@ Environment variables the chart sets, each with the value to use instead; `env` 
 {{- $_ := set $owned $var $use }}
 {{- $_ := set $owned (trimSuffix "_FILE" $var) $use }}
 {{- end }}
+{{- $metrics := .Values.metrics | default dict }}
+{{- $pushgateway := $metrics.pushgateway | default dict }}
+{{- if or $pushgateway.url $pushgateway.existingSecret }}
+{{- $_ := set $owned "DATAHUB__METRICS__PUSHGATEWAY" "metrics.pushgateway.url or metrics.pushgateway.existingSecret" }}
+{{- end }}
+{{- if ($metrics.textfile | default dict).enabled }}
+{{- $_ := set $owned "DATAHUB__METRICS__TEXTFILE" "metrics.textfile" }}
+{{- end }}
 {{- toYaml $owned }}
 {{- end }}
 
@@ -216,6 +231,7 @@ the value to fix. Every template that renders a pod includes this.
 {{- fail "persistence.hostPath is set but persistence.enabled is false: enable persistence or clear hostPath" }}
 {{- end }}
 {{- include "datahubsync.validateHeaders" . }}
+{{- include "datahubsync.validateMetrics" . }}
 {{- include "datahubsync.validateEnv" . }}
 {{- include "datahubsync.validateVolumes" . }}
 {{- include "datahubsync.validateMetadata" . }}
@@ -248,6 +264,41 @@ the value to fix. Every template that renders a pod includes this.
 {{- end }}
 {{- end }}
 
+{{/*
+metrics.pushgateway.url is checked here, not by the schema: a schema error repeats the
+value, and a URL may carry a password. These messages never show the URL. The rules
+are the program's own (it refuses anything else with exit code 2 at the first run).
+*/}}
+{{- define "datahubsync.validateMetrics" -}}
+{{- $metrics := .Values.metrics | default dict }}
+{{- $pushgateway := $metrics.pushgateway | default dict }}
+{{- $textfile := $metrics.textfile | default dict }}
+{{- with $pushgateway.url }}
+{{- if $pushgateway.existingSecret }}
+{{- fail "metrics.pushgateway.url and metrics.pushgateway.existingSecret are both set: set only one (the URL, or the name of a Secret that holds it)" }}
+{{- end }}
+{{- $authority := regexReplaceAll "(?s)^[A-Za-z][-+.A-Za-z0-9]*://([^/?#]*).*$" . "${1}" }}
+{{- if and (regexMatch "^[A-Za-z][-+.A-Za-z0-9]*://" .) (contains "@" $authority) }}
+{{- fail "metrics.pushgateway.url carries a user or password, which the pod spec would show to anyone who may read the CronJob: put the whole URL in a Secret and name it in metrics.pushgateway.existingSecret (the value is not repeated here)" }}
+{{- end }}
+{{- if not (regexMatch "^https?://([A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?|\\[[0-9A-Fa-f:.]+\\])(:[0-9]{1,5})?(/[^\\s?#]*)?$" .) }}
+{{- fail "metrics.pushgateway.url: expected an http:// or https:// URL with a host, an optional port and path, and no spaces, query or fragment, e.g. http://pushgateway.monitoring:9091 (the value is not repeated here)" }}
+{{- end }}
+{{- $port := regexReplaceAll "^https?://([^/]*\\]|[^/:]*)(:([0-9]*))?.*$" . "${3}" }}
+{{- if and $port (or (lt (atoi $port) 1) (gt (atoi $port) 65535)) }}
+{{- fail "metrics.pushgateway.url: the port must be a number from 1 to 65535" }}
+{{- end }}
+{{- end }}
+{{- if $textfile.enabled }}
+{{- if not $textfile.hostPath }}
+{{- fail "metrics.textfile.enabled is true but metrics.textfile.hostPath is empty: set the node directory node_exporter reads (its --collector.textfile.directory), e.g. /var/lib/node_exporter/textfile_collector" }}
+{{- end }}
+{{- if regexMatch "(^|/)\\.\\.(/|$)" $textfile.hostPath }}
+{{- fail (printf "metrics.textfile.hostPath %s contains \"..\": give the directory's own path" $textfile.hostPath) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{- define "datahubsync.validateEnv" -}}
 {{- $owned := include "datahubsync.ownedEnv" . | fromYaml }}
 {{- range $name, $_ := .Values.env }}
@@ -275,9 +326,13 @@ extraVolumes and extraVolumeMounts may not reuse the chart's volume names or mou
 paths (the API server would refuse the pod, or one mount would hide another).
 */}}
 {{- define "datahubsync.validateVolumes" -}}
-{{- $volumes := dict "config" "config" "data" "persistence" "tmp" "/tmp" "hub-token" "hub.token" "hub-headers" "hub.headersSecret" }}
-{{- $paths := dict "/config" "config" "/tmp" "/tmp" "/run/secrets/datahub" "hub.token" "/run/secrets/datahub-headers" "hub.headersSecret" }}
-{{- $_ := set $paths (.Values.persistence.mountPath | trimSuffix "/") "persistence.mountPath" }}
+{{- $volumes := dict "config" "config" "data" "persistence" "tmp" "/tmp" "hub-token" "hub.token" "hub-headers" "hub.headersSecret" "metrics-textfile" "metrics.textfile" }}
+{{- $paths := dict "/config" "config" "/tmp" "/tmp" "/run/secrets/datahub" "hub.token" "/run/secrets/datahub-headers" "hub.headersSecret" (include "datahubsync.textfileDir" .) "metrics.textfile" }}
+{{- $dataPath := .Values.persistence.mountPath | trimSuffix "/" }}
+{{- if hasKey $paths $dataPath }}
+{{- fail (printf "persistence.mountPath: %s is already mounted by the chart (%s): choose another mountPath" .Values.persistence.mountPath (get $paths $dataPath)) }}
+{{- end }}
+{{- $_ := set $paths $dataPath "persistence.mountPath" }}
 {{- $extra := dict }}
 {{- range $i, $volume := .Values.extraVolumes }}
 {{- if hasKey $volumes $volume.name }}
@@ -348,6 +403,24 @@ override its config file, so the chart sets only what it owns.
 {{- if and (ne .Values.persistence.mountPath "/data") (not (hasKey $sync "data_root")) (not (hasKey .Values.env "DATAHUB_DATA_ROOT")) (not (hasKey .Values.env "DATAHUB__SYNC__DATA_ROOT")) }}
 - name: DATAHUB_DATA_ROOT
   value: {{ .Values.persistence.mountPath | quote }}
+{{- end }}
+{{- $metrics := .Values.metrics | default dict }}
+{{- $pushgateway := $metrics.pushgateway | default dict }}
+{{- if $pushgateway.url }}
+- name: DATAHUB__METRICS__PUSHGATEWAY
+  value: {{ $pushgateway.url | quote }}
+{{- else if $pushgateway.existingSecret }}
+{{- /* Not optional: a missing Secret or key keeps the pod from starting and says so,
+rather than every run silently pushing nothing. */}}
+- name: DATAHUB__METRICS__PUSHGATEWAY
+  valueFrom:
+    secretKeyRef:
+      name: {{ $pushgateway.existingSecret | quote }}
+      key: {{ $pushgateway.existingSecretKey | default "url" | quote }}
+{{- end }}
+{{- if ($metrics.textfile | default dict).enabled }}
+- name: DATAHUB__METRICS__TEXTFILE
+  value: {{ printf "%s/datahubsync.prom" (include "datahubsync.textfileDir" .) | quote }}
 {{- end }}
 - name: TZ
   value: {{ .Values.timeZone | quote }}
@@ -463,6 +536,10 @@ spec:
         # The root filesystem is read-only; the program and Python need a writable /tmp.
         - name: tmp
           mountPath: /tmp
+        {{- if ((.Values.metrics | default dict).textfile | default dict).enabled }}
+        - name: metrics-textfile
+          mountPath: {{ include "datahubsync.textfileDir" . | quote }}
+        {{- end }}
         {{- with .Values.extraVolumeMounts }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -508,6 +585,15 @@ spec:
       {{- end }}
     - name: tmp
       emptyDir: {}
+    {{- $textfile := (.Values.metrics | default dict).textfile | default dict }}
+    {{- if $textfile.enabled }}
+    - name: metrics-textfile
+      hostPath:
+        path: {{ $textfile.hostPath | quote }}
+        # Directory: node_exporter's directory must already exist (and be writable by the
+        # pods' user); the kubelet would create a missing one for root only.
+        type: Directory
+    {{- end }}
     {{- with .Values.extraVolumes }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
