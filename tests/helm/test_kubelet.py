@@ -44,6 +44,7 @@ def test_docker_command_mirrors_the_pod(hostpath_render, tmp_path: Path) -> None
     assert option_values(command, "--user") == ["1000:1000"]
     assert option_values(command, "--group-add") == ["1000"]
     assert option_values(command, "--network") == ["host"]
+    assert option_values(command, "--hostname") == ["sync-datahubsync"], "the pod's hostname, not docker's"
     assert {"--read-only", "--cap-drop=ALL"} <= set(command)
     assert option_values(command, "--security-opt") == ["no-new-privileges=true"]
     assert "--entrypoint" not in command, "args only: the image's ENTRYPOINT stays"
