@@ -201,7 +201,7 @@ class PackageDownload:
         return response.status_code == 206 and identity.same(self.plan.identity) and total == self.plan.total
 
     @property
-    def _identity(self) -> Identity:
+    def identity(self) -> Identity:
         """The package's identity, known from the first answer on (every use comes after it)."""
         identity = self.plan.identity
         assert identity is not None
@@ -400,7 +400,7 @@ class PackageDownload:
         with self._lock:
             seg.end = seg.pos
             self.plan.total = seg.pos
-            self.plan.identity = Identity(**{**self._identity.to_json(), "total": seg.pos})
+            self.plan.identity = Identity(**{**self.identity.to_json(), "total": seg.pos})
 
     def _absorb_next(self, seg: Segment) -> bool:
         """An open-ended stream continues into the next segment when nobody works on it (lock held)."""
@@ -438,7 +438,7 @@ class PackageDownload:
 
     def _request_segment(self, seg: Segment, secondary: bool, open_ended: bool) -> requests.Response:
         try:
-            response = self._get(seg.pos, None if open_ended else seg.end, if_range=self._identity.if_range(),
+            response = self._get(seg.pos, None if open_ended else seg.end, if_range=self.identity.if_range(),
                                  wait=min(SECONDARY_WAIT, self.hub.config.timeout) if secondary else None)
         except HubTimeout:
             if secondary and self._someone_streaming(seg):
@@ -533,8 +533,8 @@ class PackageDownload:
         response, first = self._open_first()
         self.planned.set()
         if first is None:
-            self.log.info("the package was already downloaded (%s)", self._identity.describe())
-            return Downloaded(self.part, self._identity, self.plan.total or 0, reused=True)
+            self.log.info("the package was already downloaded (%s)", self.identity.describe())
+            return Downloaded(self.part, self.identity, self.plan.total or 0, reused=True)
         assert response is not None         # _open_first gives both or neither
         if self.expected_size is not None and self.plan.total is not None and self.plan.total != self.expected_size:
             response.close()
@@ -581,7 +581,7 @@ class PackageDownload:
         size = self.plan.total or 0
         if os.path.getsize(self.part) != size:
             os.truncate(self.part, size)
-        return Downloaded(self.part, self._identity, size)
+        return Downloaded(self.part, self.identity, size)
 
     def _finish_leftovers(self) -> None:
         """What parallel workers left (a server without parallelism): one open-ended stream at a time."""

@@ -7,10 +7,12 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
+from typing import Any, Callable, TypeVar
 
 from .config import Config, DatasetConfig
-from .download import PackageDownload
+from .download import Downloaded, PackageDownload
 from .fetch import BackgroundDownload
 from .hooks import resume_hooks, run_post_sync, run_verify
 from .errors import (ConfigError, DataHubSyncError, DiskFullError, DownloadError, IdentityChanged, InstallError,
@@ -18,11 +20,11 @@ from .errors import (ConfigError, DataHubSyncError, DiskFullError, DownloadError
 from .fsutil import free_bytes, is_empty_dir, nearest_existing, permission_hint, remove_tree
 from .hub import HubClient
 from .identity import Identity
-from .install import deletion_share, extract, install_mirror, install_overlay, recover_swap
+from .install import Installed, deletion_share, extract, install_mirror, install_overlay, recover_swap
 from .listing import Listing, RemoteDataset
 from .lock import SyncLock
 from .logs import current_dataset, dataset_logger
-from .package import PackagePlan, inspect_package, open_package, top_level_folder
+from .package import Package, PackagePlan, inspect_package, open_package, top_level_folder
 from .plan import is_stale, package_lag, space_needed, sync_reason
 from .progress import human_bytes
 from .result import SyncResult
@@ -32,6 +34,7 @@ from .timeutil import from_iso, get_zone, to_iso, utcnow
 
 log = logging.getLogger("datahubsync.sync")
 hook_log = logging.getLogger("datahubsync.hook")
+_T = TypeVar("_T")
 
 
 def advertised(remote: RemoteDataset) -> dict[str, object]:
@@ -95,7 +98,9 @@ class DatasetSync:
         self.config = run.config
         self.ds = ds
         self.log = dataset_logger(ds.name)
-        self.store = run.store
+        # SyncRun._execute, the only maker of DatasetSync, sets these first
+        assert run.hub is not None and run.listing is not None and run.store is not None
+        self.hub, self.listing, self.store = run.hub, run.listing, run.store
         self.work = Workspace(run.state_dir, ds)
         self.deadline = time.monotonic() + self.config.sync.package_wait
         self.downloaded = 0        # bytes received from the hub, over every attempt of this run
@@ -107,7 +112,7 @@ class DatasetSync:
         name = self.ds.name
         if self.ds.mode == "mirror":
             recover_swap(self.ds.local_dir, self.work.previous)
-        remote = self.run.listing.get().lookup(name)
+        remote = self.listing.get().lookup(name)
         if remote.last_updated is None:
             raise NotPublishedError(f"the hub has no data for {name!r} (its last_updated is null)")
         state = self.store.get(name)
@@ -140,7 +145,7 @@ class DatasetSync:
                     raise
                 self.log.warning("%s; downloading it again (restart %d of at most %d)", exc, restarts,
                                  self.config.hub.retries)
-                remote = self.run.listing.get(max_age=0).lookup(name)
+                remote = self.listing.get(max_age=0).lookup(name)
 
     def _discard_partial(self) -> None:
         for path in self.work.partial_files:
@@ -152,22 +157,22 @@ class DatasetSync:
             raise why
         pause = min(self.config.sync.package_poll, left)
         self.log.info("%s; checking again in %.0fs (waiting up to %.0fs more)", why, pause, left)
-        self.run.hub.wait(pause)
-        return self.run.listing.get(max_age=pause * 0.9).lookup(self.ds.name)
+        self.hub.wait(pause)
+        return self.listing.get(max_age=pause * 0.9).lookup(self.ds.name)
 
-    def _refused_identities(self, remote: RemoteDataset, state: dict, local_present: bool) -> tuple[Identity, ...]:
+    def _refused_identities(self, remote: RemoteDataset, state: dict[str, Any], local_present: bool) -> tuple[Identity, ...]:
         """Packages not worth fetching again: the installed one and a stale one already seen."""
         if self.run.force or not local_present or remote.sha256:
             return ()
         found = [Identity.from_json(state.get(key)) for key in ("identity", "stale_identity")]
         return tuple(i for i in found if i is not None)
 
-    def _fetch_and_install(self, remote: RemoteDataset, state: dict, local_present: bool) -> SyncResult:
+    def _fetch_and_install(self, remote: RemoteDataset, state: dict[str, Any], local_present: bool) -> SyncResult:
         name = self.ds.name
         if not remote.package_ready:
             raise NotReady(f"the hub is still building the package for {name!r} (package_ready: false)", "package_not_ready")
         self.work.download.parent.mkdir(parents=True, exist_ok=True)
-        download = PackageDownload(self.run.hub, remote.download_url, self.work.download,
+        download = PackageDownload(self.hub, remote.download_url, self.work.download,
                                    connections=self.config.hub.connections, logger=self.log,
                                    expected_size=remote.package_size, tail_first=True,
                                    refuse=self._refused_identities(remote, state, local_present),
@@ -186,7 +191,7 @@ class DatasetSync:
             self.downloaded += download.received
             self.retries += download.retries
 
-    def _check_and_install(self, remote: RemoteDataset, state: dict, local_present: bool,
+    def _check_and_install(self, remote: RemoteDataset, state: dict[str, Any], local_present: bool,
                            download: PackageDownload, fetch: BackgroundDownload) -> SyncResult:
         name = self.ds.name
         early = self._obtain(download, fetch.wait_directory)
@@ -223,7 +228,7 @@ class DatasetSync:
             return SyncResult.failed(name, "hook_failed", problem, version=version, files=done.files, bytes=done.bytes)
         return SyncResult.ok(name, "success", version=version, files=done.files, bytes=done.bytes, warning=warning)
 
-    def _quality_gate(self, version_time, state: dict) -> None:
+    def _quality_gate(self, version_time: datetime, state: dict[str, Any]) -> None:
         """hooks.verify on the staged tree: anything but success keeps the installed version."""
         outcome = run_verify(self.config.hooks, self.work.staging, self.ds.name, to_iso(version_time),
                              state.get("last_updated"), hook_log, self.run.stop)
@@ -246,7 +251,8 @@ class DatasetSync:
         self.store.update(self.ds.name, status="hook_failed", error=redact(problem), attempted_at=to_iso(utcnow()))
         return problem
 
-    def _record_installed(self, got, sha: str, plan, version_time, warning: str | None, done) -> None:
+    def _record_installed(self, got: Downloaded, sha: str, plan: PackagePlan, version_time: datetime, warning: str | None,
+                          done: Installed) -> None:
         now = to_iso(utcnow())
         self.store.replace_installed(self.ds.name, {
             "last_updated": to_iso(version_time), "sha256": sha, "synced_at": now, "files": done.files,
@@ -256,7 +262,7 @@ class DatasetSync:
         self.log.info("installed version %s: %d files, %s%s", to_iso(version_time), done.files, human_bytes(done.bytes),
                       f", {done.removed} removed" if done.removed else "")
 
-    def _obtain(self, download: PackageDownload, step):
+    def _obtain(self, download: PackageDownload, step: Callable[[], _T]) -> _T:
         """Run a download step, turning what the hub answered into this dataset's outcome."""
         try:
             return step()
@@ -271,7 +277,7 @@ class DatasetSync:
             download.discard()
             raise
 
-    def _extract(self, package, plan, fetch: BackgroundDownload, early: bool) -> None:
+    def _extract(self, package: Package, plan: PackagePlan, fetch: BackgroundDownload, early: bool) -> None:
         """Unpack into staging: while the download goes on when its central directory came first."""
         try:
             extract(package, plan, self.work.staging, self.run.stop, self.run.zone,
@@ -281,16 +287,18 @@ class DatasetSync:
                 self._obtain(fetch.download, fetch.result)     # the download's own error says more
             raise
 
-    def _judge_freshness(self, remote: RemoteDataset, state: dict, local_present: bool, plan,
-                         fetch: BackgroundDownload) -> tuple:
+    def _judge_freshness(self, remote: RemoteDataset, state: dict[str, Any], local_present: bool, plan: PackagePlan,
+                         fetch: BackgroundDownload) -> tuple[datetime, str | None]:
         """The version to record, and a warning when the package lags the hub's list (docs/hub-api.md section 4)."""
         lag = package_lag(remote, plan.content_time)
         if not is_stale(lag, self.config.sync.stale_package_tolerance):
-            return remote.last_updated, None
+            # None only when a re-read of the list (sync()'s loop) has a null last_updated: sync() checks the first read only
+            return remote.last_updated, None        # type: ignore[return-value]
+        assert remote.last_updated is not None and plan.content_time is not None     # package_lag judged both
         installed_time = from_iso(state.get("last_updated"))
         if installed_time is not None and local_present and plan.content_time <= installed_time:
             fetch.cancel()
-            self.store.update(self.ds.name, stale_identity=fetch.download.plan.identity.to_json())
+            self.store.update(self.ds.name, stale_identity=fetch.download.identity.to_json())
             fetch.download.discard()
             raise NotReady(f"the hub's package is older than its list says (content {to_iso(plan.content_time)}, "
                            f"listed {to_iso(remote.last_updated)}); the hub has not rebuilt it yet", "stale_package")
@@ -307,7 +315,7 @@ class DatasetSync:
             download.discard()
             raise DownloadError(f"SHA-256 mismatch: the hub lists {remote.sha256}, the download is {sha}")
 
-    def _report_shape(self, remote: RemoteDataset, plan) -> None:
+    def _report_shape(self, remote: RemoteDataset, plan: PackagePlan) -> None:
         if remote.file_count is not None and remote.file_count != plan.file_count:
             self.log.info("the package holds %d files, the hub's folder %d (normal while the hub is packaging)",
                           plan.file_count, remote.file_count)
@@ -322,7 +330,7 @@ class DatasetSync:
             raise DiskFullError(f"not enough disk space to unpack: need {human_bytes(need)}, "
                                 f"{human_bytes(free)} free at {nearest_existing(self.work.staging.parent)}")
 
-    def _guard_deletions(self, plan) -> None:
+    def _guard_deletions(self, plan: PackagePlan) -> None:
         deleted, existing = deletion_share(self.ds.local_dir, plan)
         ratio = self.config.sync.max_delete_ratio
         if existing and deleted / existing > ratio and not self.run.force:
@@ -374,7 +382,7 @@ class SyncRun:
         except PermissionError as exc:
             raise InstallError(permission_hint(Path(exc.filename or self.state_dir))) from None
 
-    def _recorded(self, datasets: list[DatasetConfig]) -> dict[str, dict]:
+    def _recorded(self, datasets: list[DatasetConfig]) -> dict[str, dict[str, Any]]:
         """Each dataset's state before the run (what notifications compare with)."""
         store = StateStore(self.state_path, self.zone, import_candidates(self.state_dir, self.config.source))
         return {ds.name: store.get(ds.name) for ds in datasets}
@@ -464,7 +472,7 @@ class SyncRun:
 
 
 
-def report_run(config: Config, results: list[SyncResult], previous: dict[str, dict],
+def report_run(config: Config, results: list[SyncResult], previous: dict[str, dict[str, Any]],
                downloaded: dict[str, int], retries: dict[str, int]) -> None:
     """After a run (holding the lock): metrics.json, the textfile and Pushgateway, notifications.
     None of them fails the run or changes its exit code: a problem is a warning in the log."""
