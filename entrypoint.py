@@ -8,15 +8,20 @@ import os
 import signal
 import sys
 import threading
+from types import FrameType
+from typing import TYPE_CHECKING, NoReturn
 
 from app import __version__
 from app.errors import ConfigError, DataHubSyncError, ExitCode, LockedError
+
+if TYPE_CHECKING:                     # loaded only by the commands that need a config
+    from app.config import Config
 
 log = logging.getLogger("datahubsync")
 
 
 class Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:   # usage errors: exit code 2, one line
+    def error(self, message: str) -> NoReturn:   # usage errors: exit code 2, one line
         sys.stderr.write(f"datahubsync: error: {message} (see --help)\n")
         raise SystemExit(int(ExitCode.USAGE))
 
@@ -56,12 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config(args: argparse.Namespace):
+def _config(args: argparse.Namespace) -> Config:
     from app.config import load_config
     return load_config(args.config, os.environ)
 
 
-def _setup_logs(config=None) -> None:
+def _setup_logs(config: Config | None = None) -> None:
     from app.logs import setup_logging
     if config is None:
         setup_logging(os.environ.get("DATAHUB_LOG_LEVEL", "INFO") if os.environ.get("DATAHUB_LOG_LEVEL", "").upper()
@@ -74,7 +79,7 @@ def _setup_logs(config=None) -> None:
 
 
 def _stop_on_signals(stop: threading.Event) -> None:
-    def handler(signum, _frame):
+    def handler(signum: int, _frame: FrameType | None) -> None:
         log.warning("received %s: stopping at a safe point (partial download kept)", signal.Signals(signum).name)
         stop.set()
     signal.signal(signal.SIGTERM, handler)

@@ -14,6 +14,7 @@ import sys
 import threading
 from datetime import datetime
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .config import Config, masked
@@ -172,8 +173,8 @@ class JobOutput:
             finally:
                 handler.release()
 
-    def _console_handlers(self) -> list[logging.StreamHandler]:
-        found: list[logging.StreamHandler] = []
+    def _console_handlers(self) -> list[logging.StreamHandler[Any]]:
+        found: list[logging.StreamHandler[Any]] = []
         logger: logging.Logger | None = self._logger
         while logger is not None:
             found += [h for h in logger.handlers
@@ -237,7 +238,7 @@ def run_daemon(config: Config, crontab: Crontab, *, config_path: str | None, run
     HTTP listener; `clock` is the time readiness and the metrics are judged by (tests move it)."""
     stop = stop or threading.Event()
 
-    def on_signal(signum, _frame) -> None:
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("received %s: stopping (running jobs get the signal and up to 8 s)", signal.Signals(signum).name)
         stop.set()
 
