@@ -18,6 +18,8 @@ def test_a_traceback_at_debug_is_redacted(fmt: str, monkeypatch: pytest.MonkeyPa
     remember(SECRET)
     stream = io.StringIO()
     monkeypatch.setattr("sys.stderr", stream)
+    root = logging.getLogger("datahubsync")
+    saved = (list(root.handlers), root.level, root.propagate)
     logger = setup_logging("DEBUG", fmt)
     try:
         try:
@@ -30,5 +32,7 @@ def test_a_traceback_at_debug_is_redacted(fmt: str, monkeypatch: pytest.MonkeyPa
         if fmt == "json":
             assert SECRET not in json.loads(text.splitlines()[0])["traceback"]
     finally:
-        setup_logging("INFO")
-        logging.getLogger("datahubsync").handlers.clear()
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+            handler.close()
+        root.handlers[:], root.level, root.propagate = saved   # as other tests expect to find it
