@@ -178,3 +178,13 @@ def test_every_header_secret_key_sends_its_header(by_key: list[str], mapped: dic
     expected = {**{h.lower(): f"value of {k}" for k, h in named.items()},
                 **{h.lower(): f"value of {k}" for k, h in mapped.items()}}
     assert headers == expected
+
+
+def test_notify_and_hooks_in_config_reach_the_program(tmp_path: Path) -> None:
+    values = {"hub": {"url": HUB_URL}, "config": {
+        "datasets": [{"name": "prices"}],
+        "notify": [{"url": "https://hooks.example.com/services/T0/B0/x", "format": "slack", "on": ["failure"]}],
+        "hooks": {"post_sync": ["python3", "/config/run_indicators.py"], "timeout": 120}}}
+    cfg = load_rendered(render(values=values), tmp_path)
+    assert [(t.format, sorted(t.on)) for t in cfg.notify] == [("slack", ["failure"])]
+    assert cfg.hooks.post_sync == ("python3", "/config/run_indicators.py") and cfg.hooks.timeout == 120
