@@ -112,9 +112,8 @@ class DatasetSync:
         name = self.ds.name
         if self.ds.mode == "mirror":
             recover_swap(self.ds.local_dir, self.work.previous)
-        remote = self.listing.get().lookup(name)
-        if remote.last_updated is None:
-            raise NotPublishedError(f"the hub has no data for {name!r} (its last_updated is null)")
+        remote = self._remote()
+        assert remote.last_updated is not None          # _remote refuses an entry without data
         state = self.store.get(name)
         local_present = not is_empty_dir(self.ds.local_dir)
         reason = sync_reason(remote, state, local_present=local_present, force=self.run.force)
@@ -145,7 +144,14 @@ class DatasetSync:
                     raise
                 self.log.warning("%s; downloading it again (restart %d of at most %d)", exc, restarts,
                                  self.config.hub.retries)
-                remote = self.listing.get(max_age=0).lookup(name)
+                remote = self._remote(max_age=0)
+
+    def _remote(self, max_age: float | None = None) -> RemoteDataset:
+        """This dataset's entry in the list (re-read when older than max_age); it must have data."""
+        remote = self.listing.get(max_age=max_age).lookup(self.ds.name)
+        if remote.last_updated is None:
+            raise NotPublishedError(f"the hub has no data for {self.ds.name!r} (its last_updated is null)")
+        return remote
 
     def _discard_partial(self) -> None:
         for path in self.work.partial_files:
@@ -158,7 +164,7 @@ class DatasetSync:
         pause = min(self.config.sync.package_poll, left)
         self.log.info("%s; checking again in %.0fs (waiting up to %.0fs more)", why, pause, left)
         self.hub.wait(pause)
-        return self.listing.get(max_age=pause * 0.9).lookup(self.ds.name)
+        return self._remote(max_age=pause * 0.9)
 
     def _refused_identities(self, remote: RemoteDataset, state: dict[str, Any], local_present: bool) -> tuple[Identity, ...]:
         """Packages not worth fetching again: the installed one and a stale one already seen."""
@@ -292,8 +298,9 @@ class DatasetSync:
         """The version to record, and a warning when the package lags the hub's list (docs/hub-api.md section 4)."""
         lag = package_lag(remote, plan.content_time)
         if not is_stale(lag, self.config.sync.stale_package_tolerance):
-            # None only when a re-read of the list (sync()'s loop) has a null last_updated: sync() checks the first read only
-            return remote.last_updated, None        # type: ignore[return-value]
+            if remote.last_updated is None:        # every read of the list is checked (_remote)
+                raise NotPublishedError(f"the hub has no data for {self.ds.name!r} (its last_updated is null)")
+            return remote.last_updated, None
         assert remote.last_updated is not None and plan.content_time is not None     # package_lag judged both
         installed_time = from_iso(state.get("last_updated"))
         if installed_time is not None and local_present and plan.content_time <= installed_time:

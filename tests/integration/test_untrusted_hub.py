@@ -3,12 +3,13 @@ bytes are never kept or written at the wrong place, and a changed package never 
 from __future__ import annotations
 
 import json
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import read_state, run_cli, sha256_of, sync_env, tree, zip_bytes
+from tests.helpers import read_state, run_cli, sha256_of, sync_env, tree, wait_for, zip_bytes
 from tests.hubs import FaultyHub
 from tests.hubs.common import header_of, serving
 from tests.integration.common import FILES, output, random_files
@@ -258,3 +259,20 @@ def test_check_never_shows_the_password_in_the_hub_url(faulty_hub: FaultyHub, tm
     code, out, err = run_cli(["check"], sync_env(url, tmp_path, ["prices"]))
     assert code == 0, output(out, err)
     assert "reachable" in out and "Pw-9d8c7b6a" not in output(out, err)
+
+
+def test_a_list_reread_while_waiting_that_loses_the_data_fails_cleanly(faulty_hub: FaultyHub, tmp_path: Path) -> None:
+    # the first read has data but no package yet; the re-read while waiting says "no data" (null)
+    faulty_hub.add_package("prices", zip_bytes(FILES), package_ready=False)
+    def lose_data() -> None:                      # once the client has read the list the first time
+        wait_for(lambda: faulty_hub.requests.to("/api/datasets"), timeout=30)
+        faulty_hub.add_package("prices", zip_bytes(FILES), None)
+    changer = threading.Thread(target=lose_data, daemon=True)
+    changer.start()
+    code, out, err = run_cli(["sync"], sync_env(faulty_hub.url, tmp_path, ["prices"],
+                                                DATAHUB__SYNC__PACKAGE_WAIT="5", DATAHUB__SYNC__PACKAGE_POLL="1"))
+    changer.join(timeout=30)
+    assert code == 1, output(out, err)
+    assert "still building the package" in output(out, err)        # it waited, then re-read the list
+    assert "last_updated is null" in output(out, err) and "unexpected" not in output(out, err)
+    assert read_state(tmp_path / "state")["datasets"]["prices"]["status"] == "not_found"
