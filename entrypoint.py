@@ -12,10 +12,10 @@ from types import FrameType
 from typing import TYPE_CHECKING, NoReturn
 
 from app import __version__
-from app.errors import ConfigError, DataHubSyncError, ExitCode, LockedError
+from app.core.errors import ConfigError, DataHubSyncError, ExitCode, LockedError
 
 if TYPE_CHECKING:                     # loaded only by the commands that need a config
-    from app.config import Config
+    from app.core.config import Config
 
 log = logging.getLogger("datahubsync")
 
@@ -62,12 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config(args: argparse.Namespace) -> Config:
-    from app.config import load_config
+    from app.core.config import load_config
     return load_config(args.config, os.environ)
 
 
 def _setup_logs(config: Config | None = None) -> None:
-    from app.logs import setup_logging
+    from app.core.logs import setup_logging
     if config is None:
         setup_logging(os.environ.get("DATAHUB_LOG_LEVEL", "INFO") if os.environ.get("DATAHUB_LOG_LEVEL", "").upper()
                       in ("DEBUG", "INFO", "WARNING", "ERROR") else "INFO")
@@ -87,9 +87,9 @@ def _stop_on_signals(stop: threading.Event) -> None:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from app.memory import single_malloc_arena
-    from app.report import exit_code, log_summary
-    from app.sync import SyncRun
+    from app.core.memory import single_malloc_arena
+    from app.sync.report import exit_code, log_summary
+    from app.sync.run import SyncRun
     single_malloc_arena()
     config = _config(args)
     _setup_logs(config)
@@ -109,8 +109,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_cron(args: argparse.Namespace) -> int:
-    from app.daemon import crontab_source, load_crontab, run_daemon
-    from app.metrics import split_listen
+    from app.crontab.daemon import crontab_source, load_crontab, run_daemon
+    from app.observe.metrics import split_listen
     if args.listen is not None:
         split_listen(args.listen.strip(), key="--listen")      # a bad address is a usage error (exit 2)
     config = _config(args)
@@ -125,8 +125,8 @@ def cmd_cron(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from app.check import run_check
-    from app.daemon import crontab_source
+    from app.commands.check import run_check
+    from app.crontab.daemon import crontab_source
     config = _config(args)
     _setup_logs(config)
     try:
@@ -137,7 +137,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from app.status import print_status
+    from app.commands.status import print_status
     config = _config(args)
     _setup_logs(config)
     print_status(config, sys.stdout, args.json)
@@ -145,7 +145,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_healthcheck(args: argparse.Namespace) -> int:
-    from app.status import health_problem
+    from app.observe.health import health_problem
     config = _config(args)
     problem = health_problem(config)
     print(f"unhealthy: {problem}" if problem else "healthy")
@@ -153,7 +153,7 @@ def cmd_healthcheck(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from app.serve import make_server
+    from app.serve.server import make_server
     _setup_logs()
     try:
         server = make_server(args.directory, args.host, args.port)
@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(COMMANDS[args.command](args))
     except DataHubSyncError as exc:
-        from app.secrets import redact
+        from app.core.secrets import redact
         log.debug("error detail", exc_info=True)
         sys.stderr.write(f"datahubsync: {redact(str(exc))}\n")
         return int(exc.exit_code)
@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.close()
         return ExitCode.OK
     except Exception as exc:         # a bug: one line, the traceback only at DEBUG
-        from app.secrets import redact
+        from app.core.secrets import redact
         log.debug("internal error", exc_info=True)
         sys.stderr.write(f"datahubsync: internal error: {type(exc).__name__}: {redact(str(exc))} "
                          "(run with DATAHUB_LOG_LEVEL=DEBUG for the traceback)\n")

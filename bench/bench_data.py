@@ -1,4 +1,4 @@
-"""Benchmark packages: generated once by app.sample_data, cached under bench/work/data."""
+"""Benchmark packages: generated once by app.serve.sample_data, cached under bench/work/data."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from app import sample_data
+from app.serve import sample_data
 
 # One fixed content time; the listing advertises the same wall time without an offset,
 # which the client reads in hub.timezone (UTC by default) like the ZIP's entry times,

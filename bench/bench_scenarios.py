@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import bench_data
-from app.sample_data import dataset_name
+from app.serve.sample_data import dataset_name
 from bench_contenders import Context, Sample, Sync, aria2_unzip, curl_unzip, download_only, settle
 from bench_report import Outcome, Target
 from bench_servers import Nginx, ProductServe

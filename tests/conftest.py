@@ -36,7 +36,7 @@ class ServedHub:
 
 @pytest.fixture
 def serve_hub(tmp_path: Path) -> Iterator[ServedHub]:
-    from app.serve import make_server  # imported late: only these tests need the product
+    from app.serve.server import make_server  # imported late: only these tests need the product
 
     folder = tmp_path / "served"
     folder.mkdir()

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.config import Config, ConfigError, load_config
-from app.secrets import resolve_credentials
+from app.core.config import Config, ConfigError, load_config
+from app.core.secrets import resolve_credentials
 from tests.helm.chart import (
     CI_VALUES, HUB_URL, Rendered, ci_values, env_entries, env_of, load_manifest, pod_template, render, render_ci,
     template,

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.config import ConfigError
-from app.metrics import parse_metrics
+from app.core.config import ConfigError
+from app.observe.metrics import parse_metrics
 from tests.helm.chart import (
     CHART, HUB_URL, Rendered, ci_values, env_entries, env_of, helm_with_values, load_manifest, mounts_of,
     pod_template, render, render_ci, run_helm, template, workloads,

@@ -16,8 +16,8 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.config import load_config
-from app.daemon import load_crontab, run_daemon
+from app.core.config import load_config
+from app.crontab.daemon import load_crontab, run_daemon
 from tests.helpers import read_state, start_cli, sync_env, wait_for, write_config, zip_bytes
 from tests.hubs import FaultyHub
 

@@ -11,14 +11,14 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.config import Config, build_config
-from app.errors import ConfigError
-from app.listen import Listener, start_listener
-from app.metrics import record_run, registry_for
-from app.readiness import problems
-from app.result import SyncResult
-from app.state import StateStore
-from app.timeutil import to_iso
+from app.core.config import Config, build_config
+from app.core.errors import ConfigError
+from app.observe.listen import Listener, start_listener
+from app.observe.metrics import record_run, registry_for
+from app.observe.readiness import problems
+from app.core.result import SyncResult
+from app.core.state import StateStore
+from app.core.timeutil import to_iso
 
 UTC = timezone.utc
 START = datetime(2026, 11, 28, 8, 15, 0, tzinfo=UTC)

@@ -18,9 +18,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from app.notify import NotifyTarget, send
-from app.result import SyncResult
-from app.secrets import redact
+from app.observe.notify import NotifyTarget, send
+from app.core.result import SyncResult
+from app.core.secrets import redact
 from tests.hubs.common import ServerThread
 
 TOKEN = "tok-4f1d9c2ab77e40c1b2e0d5a6"       # what a robot's webhook URL carries as access_token

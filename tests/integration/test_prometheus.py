@@ -19,13 +19,13 @@ import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.config import Config, build_config
-from app.listen import Listener, start_listener
-from app.metrics import push, record_run, registry_for
-from app.readiness import problems
-from app.result import SyncResult
-from app.state import StateStore
-from app.timeutil import to_iso, utcnow
+from app.core.config import Config, build_config
+from app.observe.listen import Listener, start_listener
+from app.observe.metrics import push, record_run, registry_for
+from app.observe.readiness import problems
+from app.core.result import SyncResult
+from app.core.state import StateStore
+from app.core.timeutil import to_iso, utcnow
 from tests.helpers import REPO_ROOT, wait_for
 
 RULES = REPO_ROOT / "docs" / "prometheus-rules.yaml"

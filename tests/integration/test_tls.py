@@ -8,7 +8,7 @@ from typing import Iterator
 
 import pytest
 
-from app.serve import make_server
+from app.serve.server import make_server
 from tests.helpers import make_zip, run_cli, sync_env, tree
 from tests.hubs.common import serving
 

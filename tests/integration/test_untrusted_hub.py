@@ -242,7 +242,7 @@ def test_a_hostile_list_fails_the_dataset_and_is_recorded_for_healthcheck(
 
 
 def test_the_lock_holder_is_not_disturbed_by_a_skipping_run(faulty_hub: FaultyHub, tmp_path: Path) -> None:
-    from app.lock import SyncLock
+    from app.sync.lock import SyncLock
     faulty_hub.add_package("prices", zip_bytes(FILES))
     env = sync_env(faulty_hub.url, tmp_path, ["prices"])
     with SyncLock(tmp_path / "state" / "lock"):

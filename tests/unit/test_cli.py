@@ -17,7 +17,7 @@ import pytest
 
 import entrypoint
 from app import __version__
-from app.lock import SyncLock
+from app.sync.lock import SyncLock
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import entrypoint
-from app.config import ConfigError, build_config, load_config, masked
-from app.secrets import resolve_credentials
+from app.core.config import ConfigError, build_config, load_config, masked
+from app.core.secrets import resolve_credentials
 
 ORIGINAL = textwrap.dedent("""\
     hub:
@@ -151,7 +151,7 @@ def _main_as_nobody(argv: list[str]) -> tuple[int, str]:
     if pid == 0:                                      # the child: drop to nobody, run, report
         try:
             sys.stderr = os.fdopen(write_end, "w", buffering=1)
-            import app.status  # noqa: F401 - imported while the interpreter's files are still readable
+            import app.commands.status  # noqa: F401 - imported while the interpreter's files are still readable
             if os.geteuid() == 0:
                 os.setgroups([])
                 os.setresgid(65534, 65534, 65534)

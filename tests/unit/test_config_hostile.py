@@ -18,11 +18,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import app.secrets
+import app.core.secrets
 import entrypoint
-from app.config import (DATASET_CHECKS, SECTIONS, Config, ConfigError, DatasetConfig, apply_environment,
+from app.core.config import (DATASET_CHECKS, SECTIONS, Config, ConfigError, DatasetConfig, apply_environment,
                         build_config, load_config, masked)
-from app.secrets import redact, resolve_credentials
+from app.core.secrets import redact, resolve_credentials
 from tests.helpers import dead_url, run_cli, start_cli, wait_for, zip_bytes
 from tests.hubs import FaultyHub
 
@@ -40,8 +40,8 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def own_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     """Values these tests register as secrets (random ones too) stay out of other tests' redaction."""
-    monkeypatch.setattr(app.secrets, "_known", set())
-    monkeypatch.setattr(app.secrets, "_forms", [])
+    monkeypatch.setattr(app.core.secrets, "_known", set())
+    monkeypatch.setattr(app.core.secrets, "_forms", [])
 
 
 def write(tmp_path: Path, text: str, name: str = "config.yaml") -> Path:

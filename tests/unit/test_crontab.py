@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from app.crontab import CrontabError, parse_crontab, parse_schedule
+from app.crontab.parser import CrontabError, parse_crontab, parse_schedule
 
 UTC = timezone.utc
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.crontab import CrontabError, parse_schedule
+from app.crontab.parser import CrontabError, parse_schedule
 
 
 @pytest.mark.parametrize("expression", ["*/\u0665 * * * *", "\u0665 * * * *", "0 0 * * * \u0662\u0660\u0663\u0660",

@@ -13,11 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.config import build_config
-from app.daemon import JobOutput, StateView
-from app.logs import JsonFormatter, TextFormatter
-from app.scheduler import OutputLine
-from app.secrets import RedactingFilter, remember
+from app.core.config import build_config
+from app.crontab.daemon import JobOutput, StateView
+from app.core.logs import JsonFormatter, TextFormatter
+from app.crontab.scheduler import OutputLine
+from app.core.secrets import RedactingFilter, remember
 
 SYNC_TEXT = "2026-11-28T08:15:02 INFO    [prices] installed version 2026-11-28T08:00:00Z: 3 files, 30 B"
 SYNC_JSON = json.dumps({"time": "2026-11-28T08:15:02+0800", "level": "INFO", "logger": "datahubsync.sync",
@@ -26,7 +26,7 @@ DAEMON_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2} INFO    \[job 
 
 
 class Console:
-    """A logger set up as app.logs does it: a console handler and a log file, in text or JSON."""
+    """A logger set up as app.core.logs does it: a console handler and a log file, in text or JSON."""
 
     def __init__(self, tmp_path: Path, name: str, json_format: bool) -> None:
         self.console_path, self.file_path = tmp_path / "console.log", tmp_path / "file.log"

@@ -10,8 +10,8 @@ import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.download import _check_range, _plan_from_record
-from app.errors import DownloadError
+from app.hub.download import _check_range, _plan_from_record
+from app.core.errors import DownloadError
 
 URL = "http://127.0.0.1:8080/package/prices.zip"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from app.fsutil import writeback_behind
+from app.core.fsutil import writeback_behind
 
 SYS_CACHESTAT = 451            # x86_64 and most other architectures (Linux 6.5+)
 

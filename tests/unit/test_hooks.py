@@ -19,8 +19,8 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.errors import ConfigError
-from app.hooks import (
+from app.core.errors import ConfigError
+from app.sync.hooks import (
     DEFAULT_TIMEOUT,
     HookOutcome,
     HooksConfig,
@@ -301,7 +301,7 @@ SLOW_HOOK = ("import os, sys, time; open(sys.argv[1] + '.pid', 'w').write(str(os
 RUNNER = textwrap.dedent("""\
     import logging, sys
     from pathlib import Path
-    from app.hooks import HooksConfig, run_post_sync
+    from app.sync.hooks import HooksConfig, run_post_sync
     logging.basicConfig(level=logging.INFO)
     state, data, out, hook = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], sys.argv[4]
     hooks = HooksConfig(post_sync=(sys.executable, "-c", hook, out), timeout=60)
@@ -368,7 +368,7 @@ def test_marker_path_stays_in_the_hooks_folder(name: str) -> None:
 
 @pytest.mark.parametrize("value", [10 ** 400, pytest.param(10 ** 5000, id="5000-digits"), "1e999", 315_360_001, -1, 0])
 def test_a_timeout_out_of_range_is_a_config_error(value: object) -> None:
-    from app.errors import ConfigError
-    from app.hooks import parse_hooks
+    from app.core.errors import ConfigError
+    from app.sync.hooks import parse_hooks
     with pytest.raises(ConfigError, match="hooks.timeout"):
         parse_hooks({"timeout": value})

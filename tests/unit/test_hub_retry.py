@@ -12,9 +12,9 @@ from typing import Iterator
 
 import pytest
 
-from app.config import HubConfig
-from app.errors import AuthError, HubError, Interrupted, NotPublishedError
-from app.hub import HubClient, retry_after_seconds
+from app.core.config import HubConfig
+from app.core.errors import AuthError, HubError, Interrupted, NotPublishedError
+from app.hub.client import HubClient, retry_after_seconds
 
 LISTING = json.dumps({"datasets": [{"name": "ds", "last_updated": "2026-11-28T08:30:00Z"}]}).encode()
 TOKEN = "hub-token-never-shown-42"

@@ -9,8 +9,8 @@ import pytest
 import requests
 from requests.structures import CaseInsensitiveDict
 
-from app.identity import Identity, parse_content_range
-from app.serve import make_server
+from app.hub.identity import Identity, parse_content_range
+from app.serve.server import make_server
 from tests.hubs.common import serving
 
 

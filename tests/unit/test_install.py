@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from app.errors import InstallError, Interrupted, PackageError
-from app.install import (deletion_share, extract, install_mirror, install_overlay, recover_swap,
+from app.core.errors import InstallError, Interrupted, PackageError
+from app.package.install import (deletion_share, extract, install_mirror, install_overlay, recover_swap,
                          swap_journal)
-from app.package import inspect_package
-from app.timeutil import get_zone
+from app.package.checks import inspect_package
+from app.core.timeutil import get_zone
 
 UTC = timezone.utc
 SHANGHAI = get_zone("Asia/Shanghai")

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.jsonutil import MAX_DEPTH, Unreadable, describe, loads, loads_capped
+from app.core.jsonutil import MAX_DEPTH, Unreadable, describe, loads, loads_capped
 
 # Deep enough that the stdlib parser itself gives up (RecursionError), so the text scan runs.
 PARSER_LIMIT_BEATER = 100_000

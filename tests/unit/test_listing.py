@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.errors import HubError, InvalidEntry, NotPublishedError
-from app.jsonutil import Unreadable
-from app.listing import ListingNotJSON, decode_listing, join_url, parse_listing
-from app.timeutil import get_zone
+from app.core.errors import HubError, InvalidEntry, NotPublishedError
+from app.core.jsonutil import Unreadable
+from app.hub.listing import ListingNotJSON, decode_listing, join_url, parse_listing
+from app.core.timeutil import get_zone
 
 UTC = timezone.utc
 SHANGHAI = get_zone("Asia/Shanghai")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from app.errors import ExitCode, LockedError
-from app.lock import SyncLock
+from app.core.errors import ExitCode, LockedError
+from app.sync.lock import SyncLock
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,7 +38,7 @@ def test_lock_held_by_another_process(tmp_path: Path) -> None:
     path = tmp_path / "lock"
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys, pathlib; from app.lock import SyncLock\n"
+         "import sys, pathlib; from app.sync.lock import SyncLock\n"
          "lock = SyncLock(pathlib.Path(sys.argv[1])).acquire()\n"
          "print('held', flush=True)\n"
          "sys.stdin.read()\n",

@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
-from app.logs import setup_logging
-from app.secrets import remember
+from app.core.logs import setup_logging
+from app.core.secrets import remember
 
 SECRET = "tok-traceback-4c3b2a19"
 

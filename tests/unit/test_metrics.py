@@ -17,12 +17,12 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.config import Config, build_config
-from app.errors import ConfigError
-from app.metrics import (DURATION_BUCKETS, KNOWN_RESULTS, METRICS_FILE, MetricsConfig, parse_metrics, push,
+from app.core.config import Config, build_config
+from app.core.errors import ConfigError
+from app.observe.metrics import (DURATION_BUCKETS, KNOWN_RESULTS, METRICS_FILE, MetricsConfig, parse_metrics, push,
                          read_metrics, record_run, registry_for, split_listen, write_textfile)
-from app.result import SyncResult
-from app.timeutil import to_iso
+from app.core.result import SyncResult
+from app.core.timeutil import to_iso
 from tests.helpers import dead_url
 from tests.hubs.common import ServerThread
 
@@ -426,8 +426,8 @@ def test_a_silent_pushgateway_times_out(tmp_path: Path) -> None:
 
 def test_an_imported_original_state_is_read_once_not_at_every_scrape(tmp_path: Path,
                                                                     caplog: pytest.LogCaptureFixture) -> None:
-    from app.metrics import registry_for
-    from app.timeutil import utcnow
+    from app.observe.metrics import registry_for
+    from app.core.timeutil import utcnow
     cfg = build_config({"hub": {"url": "http://127.0.0.1:9"}, "datasets": ["prices"],
                         "sync": {"data_root": str(tmp_path / "data"), "state_dir": str(tmp_path / "state")}})
     (tmp_path / "state").mkdir()

@@ -14,8 +14,8 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.errors import ConfigError
-from app.notify import (
+from app.core.errors import ConfigError
+from app.observe.notify import (
     DEFAULT_ON,
     EVENTS,
     FORMATS,
@@ -26,8 +26,8 @@ from app.notify import (
     notify_from_env,
     parse_notify,
 )
-from app.result import FAIL_STATUSES, OK_STATUSES, SyncResult
-from app.secrets import redact
+from app.core.result import FAIL_STATUSES, OK_STATUSES, SyncResult
+from app.core.secrets import redact
 
 NOW = 1_764_300_000.123   # a fixed clock: signatures become exact values
 

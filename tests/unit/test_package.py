@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from app.errors import PackageError
-from app.package import inspect_package, top_level_folder
-from app.timeutil import get_zone
+from app.core.errors import PackageError
+from app.package.checks import inspect_package, top_level_folder
+from app.core.timeutil import get_zone
 
 UTC = timezone.utc
 WHEN = (2025, 2, 4, 20, 16, 2)
@@ -128,7 +128,7 @@ def test_a_folder_listed_twice_and_a_case_twin_of_a_file_folder(tmp_path: Path) 
 
 
 def test_path_hashes_in_a_nearly_full_table_find_exactly_what_was_added() -> None:
-    from app.package import _PathHashes
+    from app.package.checks import _PathHashes
     hashes = _PathHashes(5)
     added = [f"folder/{i}.csv" for i in range(5)]
     for path in added:

@@ -15,10 +15,10 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from app.errors import DiskFullError, PackageError
-from app.install import extract
-from app.package import BOMB_MIN_SIZE, inspect_package
-from app.zipread import copy_entry, read_directory
+from app.core.errors import DiskFullError, PackageError
+from app.package.install import extract
+from app.package.checks import BOMB_MIN_SIZE, inspect_package
+from app.package.zipread import copy_entry, read_directory
 from tests.unit.zipsplice import (COMPRESSED, CRC, FLAGS, LOCAL_OFFSET, SIZE, Parts, empty_files, field, join_zip64, split,
                                   with_extra, with_field, with_name, zip64_extra)
 

@@ -5,8 +5,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from app.listing import RemoteDataset
-from app.plan import is_stale, package_lag, space_needed, sync_reason
+from app.hub.listing import RemoteDataset
+from app.sync.plan import is_stale, package_lag, space_needed, sync_reason
 
 UTC = timezone.utc
 V1 = datetime(2026, 11, 28, 8, 30, 0, 118000, tzinfo=UTC)

@@ -5,7 +5,7 @@ import io
 import logging
 import threading
 
-from app.progress import Progress, human_bytes, human_seconds
+from app.core.progress import Progress, human_bytes, human_seconds
 
 
 class Clock:

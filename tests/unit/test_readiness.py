@@ -8,10 +8,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.config import Config, build_config
-from app.readiness import SETTINGS, dataset_problem, problems, summary
-from app.secrets import remember
-from app.timeutil import to_iso
+from app.core.config import Config, build_config
+from app.observe.readiness import SETTINGS, dataset_problem, problems, summary
+from app.core.secrets import remember
+from app.core.timeutil import to_iso
 
 UTC = timezone.utc
 NOW = datetime(2026, 11, 28, 9, 0, 0, tzinfo=UTC)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from app import sample_data
+from app.serve import sample_data
 
 WHEN = dt.datetime(2025, 2, 4, 20, 16, 3)
 REPO = Path(__file__).resolve().parents[2]
@@ -146,7 +146,7 @@ def test_cli_rejects_bad_numbers(tmp_path, capsys):
 
 def test_module_runs_as_a_program(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "app.sample_data", str(tmp_path), "--datasets", "1", "--files", "2", "--rows", "5"],
+        [sys.executable, "-m", "app.serve.sample_data", str(tmp_path), "--datasets", "1", "--files", "2", "--rows", "5"],
         cwd=REPO,
         capture_output=True,
         text=True,

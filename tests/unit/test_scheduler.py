@@ -10,10 +10,10 @@ from datetime import datetime, timezone
 
 import pytest
 
-from app.crontab import Crontab, parse_crontab
-from app.daemon import in_schedule_zone
-from app.errors import ConfigError
-from app.scheduler import CrontabRunner, OutputLine, run_crontab, run_job_now
+from app.crontab.parser import Crontab, parse_crontab
+from app.crontab.daemon import in_schedule_zone
+from app.core.errors import ConfigError
+from app.crontab.scheduler import CrontabRunner, OutputLine, run_crontab, run_job_now
 
 EVERY_SECOND = "* * * * * * *"
 

@@ -13,10 +13,10 @@ import urllib3
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-import app.secrets
-from app.config import HubConfig
-from app.errors import ConfigError
-from app.secrets import RedactingFilter, clean_secret, redact, remember, resolve_credentials, safe_url
+import app.core.secrets
+from app.core.config import HubConfig
+from app.core.errors import ConfigError
+from app.core.secrets import RedactingFilter, clean_secret, redact, remember, resolve_credentials, safe_url
 
 
 def test_redact_registered_secrets() -> None:
@@ -234,8 +234,8 @@ def test_redact_removes_escaped_forms(encode: Callable[[str], str], secret: str)
 @pytest.fixture
 def own_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     """Hundreds of generated secrets stay out of other tests' redaction."""
-    monkeypatch.setattr(app.secrets, "_known", set())
-    monkeypatch.setattr(app.secrets, "_forms", [])
+    monkeypatch.setattr(app.core.secrets, "_known", set())
+    monkeypatch.setattr(app.core.secrets, "_forms", [])
 
 
 @pytest.mark.usefixtures("own_secrets")

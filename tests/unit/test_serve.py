@@ -17,7 +17,7 @@ from typing import Iterator
 
 import pytest
 
-from app.serve import make_server, parse_range
+from app.serve.server import make_server, parse_range
 from tests.helpers import zip_bytes
 from tests.unit.zipsplice import FLAGS, Parts, field, split, with_field, with_name
 

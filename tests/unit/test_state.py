@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.identity import Identity
-from app.result import FAIL_STATUSES, OK_STATUSES
-from app.state import INSTALLED_FIELDS, StateStore, parse_state
-from app.timeutil import from_iso, get_zone
+from app.hub.identity import Identity
+from app.core.result import FAIL_STATUSES, OK_STATUSES
+from app.core.state import INSTALLED_FIELDS, StateStore, parse_state
+from app.core.timeutil import from_iso, get_zone
 
 UTC = timezone.utc
 SHANGHAI = get_zone("Asia/Shanghai")

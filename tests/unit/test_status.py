@@ -14,15 +14,16 @@ from typing import Iterator
 import pytest
 
 import entrypoint
-from app.config import Config, build_config
-from app.secrets import remember
-from app.serve import make_server
+from app.core.config import Config, build_config
+from app.core.secrets import remember
+from app.serve.server import make_server
 from tests.hubs import FaultyHub
 from tests.hubs.common import serving
-from app.state import StateStore
-from app.readiness import problems, summary
-from app.status import daemon_started, health_problem, load_state, print_status, record_daemon_start, status_rows
-from app.timeutil import to_iso
+from app.core.state import StateStore
+from app.observe.readiness import problems, summary
+from app.commands.status import print_status, status_rows
+from app.observe.health import daemon_started, health_problem, load_state, record_daemon_start
+from app.core.timeutil import to_iso
 
 UTC = timezone.utc
 NOW = datetime(2026, 11, 28, 9, 0, 0, tzinfo=UTC)

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.jsonutil import describe
-from app.timeutil import from_iso, get_zone, parse_timestamp, to_iso
+from app.core.jsonutil import describe
+from app.core.timeutil import from_iso, get_zone, parse_timestamp, to_iso
 
 UTC = timezone.utc
 SHANGHAI = get_zone("Asia/Shanghai")

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from app import transport
+from app.hub import transport
 
 
 def _fail(url: str, **kwargs: object) -> BaseException:

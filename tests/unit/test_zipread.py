@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from app.errors import PackageError
-from app import zipread
-from app.zipread import StringTable, copy_entry, read_directory
+from app.core.errors import PackageError
+from app.package import zipread
+from app.package.zipread import StringTable, copy_entry, read_directory
 
 
 def read_all(path: Path) -> dict[str, bytes]:
