@@ -9,12 +9,12 @@ from typing import Mapping, TextIO
 from app.core.config import Config, DatasetConfig
 from app.core.errors import DataHubSyncError, ExitCode
 from app.core.fsutil import free_bytes, nearest_existing, permission_hint
-from app.hub.client import HubClient
-from app.hub.listing import Listing, RemoteDataset
-from app.sync.plan import space_needed
 from app.core.progress import human_bytes
 from app.core.secrets import redact, safe_url
 from app.core.timeutil import to_iso
+from app.hub.client import HubClient
+from app.hub.listing import Listing, RemoteDataset
+from app.sync.plan import space_needed
 
 
 class Report:

@@ -8,10 +8,10 @@ from typing import Any, TextIO
 
 from app.core.config import Config
 from app.core.errors import DataHubSyncError
-from app.hub.client import HubClient
-from app.observe.health import load_state
 from app.core.secrets import redact
 from app.core.timeutil import to_iso
+from app.hub.client import HubClient
+from app.observe.health import load_state
 
 log = logging.getLogger("datahubsync.status")
 

@@ -23,9 +23,9 @@ import yaml
 from app.core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from app.sync.hooks import HooksConfig
     from app.observe.metrics import MetricsConfig
     from app.observe.notify import NotifyTarget
+    from app.sync.hooks import HooksConfig
 from app.core.secrets import clean_secret, control_problem, remember, safe_url, strip_line_break
 from app.core.timeutil import get_zone
 
@@ -134,8 +134,8 @@ class Config:
 
 def _observability() -> tuple[type[MetricsConfig], type[HooksConfig]]:
     """The metrics and hooks config types (imported late: those modules build on this one)."""
-    from app.sync.hooks import HooksConfig
     from app.observe.metrics import MetricsConfig
+    from app.sync.hooks import HooksConfig
     return MetricsConfig, HooksConfig
 
 
@@ -455,7 +455,7 @@ def _log_file(value: Any, key: str) -> str | None:
 
 
 def _cron(value: Any, key: str) -> str:
-    from app.crontab.parser import CrontabError, parse_schedule   # the parser is only needed when a schedule is set
+    from app.crontab.parser import CrontabError, parse_schedule  # the parser is only needed when a schedule is set
     text: str = _str()(value, key).strip()
     problem = control_problem(text.replace("\t", " "))      # tabs separate fields, as in a crontab
     if problem:
@@ -550,9 +550,9 @@ def _check_distinct(datasets: list[DatasetConfig]) -> None:
 def build_config(data: Mapping[str, Any] | None, source: Path | None = None,
                  warnings: tuple[str, ...] = (), extra_notify: tuple[NotifyTarget, ...] = ()) -> Config:
     """Validate a config mapping (as loaded from YAML) into a Config."""
-    from app.sync.hooks import parse_hooks
     from app.observe.metrics import parse_metrics
     from app.observe.notify import parse_notify
+    from app.sync.hooks import parse_hooks
     data = dict(data or {})
     known = set(SECTIONS) | set(OWN_SECTIONS) | {"datasets"}
     for key in data:

@@ -18,14 +18,14 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from app.core.config import Config, masked
-from app.crontab.parser import Crontab, CrontabError, parse_crontab
 from app.core.errors import ConfigError, ExitCode
 from app.core.fsutil import is_empty_dir
-from app.crontab.scheduler import CrontabRunner, OutputLine, run_job_now
 from app.core.secrets import redact
 from app.core.state import import_candidates
-from app.observe.health import load_state, record_daemon_start
 from app.core.timeutil import get_zone, utcnow
+from app.crontab.parser import Crontab, CrontabError, parse_crontab
+from app.crontab.scheduler import CrontabRunner, OutputLine, run_job_now
+from app.observe.health import load_state, record_daemon_start
 
 if TYPE_CHECKING:                     # the listener pulls in prometheus_client: only loaded when one is asked for
     from app.observe.listen import Listener

@@ -14,11 +14,11 @@ import urllib3
 
 from app import __version__
 from app.core.config import HubConfig
-from app.hub import transport
 from app.core.errors import AuthError, HubError, HubTimeout, Interrupted, NotPublishedError
-from app.hub.listing import Listing, ListingNotJSON, decode_listing
 from app.core.secrets import resolve_credentials, safe_url
 from app.core.timeutil import get_zone
+from app.hub import transport
+from app.hub.listing import Listing, ListingNotJSON, decode_listing
 
 log = logging.getLogger("datahubsync.hub")
 

@@ -22,13 +22,12 @@ from typing import Any
 import requests
 import urllib3
 
-from app.hub import transport
-from app.core.errors import (Cancelled, DiskFullError, DownloadError, HubTimeout, IdentityChanged, Interrupted,
-                     PackageAlreadySeen)
-from app.hub.client import HubClient
-from app.hub.identity import Identity, parse_content_range
+from app.core.errors import Cancelled, DiskFullError, DownloadError, HubTimeout, IdentityChanged, Interrupted, PackageAlreadySeen
 from app.core.jsonutil import loads
 from app.core.progress import Progress
+from app.hub import transport
+from app.hub.client import HubClient
+from app.hub.identity import Identity, parse_content_range
 
 CHUNK = 256 << 10            # bytes read from a connection at once (small pieces keep memory flat, see zipread)
 FIRST_RANGE = 16 << 20         # the first request asks for this much: small packages need no second one

@@ -10,8 +10,8 @@ import threading
 import zipfile
 from typing import Any
 
-from app.hub.download import Downloaded, PackageDownload, sha256_of
 from app.core.errors import DownloadError
+from app.hub.download import Downloaded, PackageDownload, sha256_of
 
 _zipfile: Any = zipfile     # its end-of-archive reader is private, so absent from its type stubs
 

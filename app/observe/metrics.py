@@ -29,10 +29,10 @@ from app import __version__
 from app.core.config import Config
 from app.core.errors import ConfigError
 from app.core.fsutil import atomic_write
-from app.observe.readiness import dataset_problem
 from app.core.result import FAIL_STATUSES, SyncResult
 from app.core.state import StateStore, import_candidates
 from app.core.timeutil import from_iso, get_zone, utcnow
+from app.observe.readiness import dataset_problem
 
 log = logging.getLogger("datahubsync.metrics")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from app.hub.listing import RemoteDataset
 from app.core.timeutil import from_iso
+from app.hub.listing import RemoteDataset
 
 # Each file or folder may take up to one filesystem block more than its bytes (4 KiB on ext4/xfs).
 BLOCK_SLACK = 4096

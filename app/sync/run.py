@@ -12,25 +12,37 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from app.core.config import Config, DatasetConfig
-from app.hub.download import Downloaded, PackageDownload
-from app.hub.fetch import BackgroundDownload
-from app.sync.hooks import resume_hooks, run_post_sync, run_verify
-from app.core.errors import (ConfigError, DataHubSyncError, DiskFullError, DownloadError, IdentityChanged, InstallError,
-                     Interrupted, NotPublishedError, NotReady, PackageAlreadySeen, PackageError, Rejected)
+from app.core.errors import (
+    ConfigError,
+    DataHubSyncError,
+    DiskFullError,
+    DownloadError,
+    IdentityChanged,
+    InstallError,
+    Interrupted,
+    NotPublishedError,
+    NotReady,
+    PackageAlreadySeen,
+    PackageError,
+    Rejected,
+)
 from app.core.fsutil import free_bytes, is_empty_dir, nearest_existing, permission_hint, remove_tree
-from app.hub.client import HubClient
-from app.hub.identity import Identity
-from app.package.install import Installed, deletion_share, extract, install_mirror, install_overlay, recover_swap
-from app.hub.listing import Listing, RemoteDataset
-from app.sync.lock import SyncLock
 from app.core.logs import current_dataset, dataset_logger
-from app.package.checks import Package, PackagePlan, inspect_package, open_package, top_level_folder
-from app.sync.plan import is_stale, package_lag, space_needed, sync_reason
 from app.core.progress import human_bytes
 from app.core.result import SyncResult
 from app.core.secrets import redact
 from app.core.state import StateStore, import_candidates
 from app.core.timeutil import from_iso, get_zone, to_iso, utcnow
+from app.hub.client import HubClient
+from app.hub.download import Downloaded, PackageDownload
+from app.hub.fetch import BackgroundDownload
+from app.hub.identity import Identity
+from app.hub.listing import Listing, RemoteDataset
+from app.package.checks import Package, PackagePlan, inspect_package, open_package, top_level_folder
+from app.package.install import Installed, deletion_share, extract, install_mirror, install_overlay, recover_swap
+from app.sync.hooks import resume_hooks, run_post_sync, run_verify
+from app.sync.lock import SyncLock
+from app.sync.plan import is_stale, package_lag, space_needed, sync_reason
 
 log = logging.getLogger("datahubsync.sync")
 hook_log = logging.getLogger("datahubsync.hook")
