@@ -8,6 +8,7 @@ from typing import Any, TextIO
 
 from app.core.config import Config
 from app.core.errors import DataHubSyncError
+from app.core.result import Status
 from app.core.secrets import redact
 from app.core.timeutil import to_iso
 from app.hub.client import HubClient
@@ -54,7 +55,7 @@ def status_rows(config: Config, with_remote: bool = True) -> tuple[list[dict[str
             "local_version": entry.get("last_updated"), "remote_version": remote.get(ds.name),
             "remote_error": _shown(invalid.get(ds.name)),
             "last_sync": entry.get("synced_at"), "last_attempt": entry.get("attempted_at"),
-            "status": entry.get("status") or "never_synced", "error": _shown(entry.get("error")),
+            "status": entry.get("status") or Status.NEVER_SYNCED, "error": _shown(entry.get("error")),
             "files": entry.get("files"), "bytes": entry.get("bytes"), "sha256": entry.get("sha256"),
         })
     return rows, problem

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+from app.core.result import Status
+
 
 class ExitCode(IntEnum):
     OK = 0
@@ -19,7 +21,7 @@ class DataHubSyncError(Exception):
     """
 
     exit_code = ExitCode.FAILED
-    status = "error"
+    status = Status.ERROR
 
 
 class ConfigError(DataHubSyncError):
@@ -39,7 +41,7 @@ class Interrupted(DataHubSyncError):
 class HubError(DataHubSyncError):
     """The hub answered badly or not at all."""
 
-    status = "download_failed"
+    status = Status.DOWNLOAD_FAILED
 
     def __init__(self, message: str, *, http_status: int | None = None, retryable: bool = False):
         super().__init__(message)
@@ -52,25 +54,25 @@ class HubTimeout(HubError):
 
 
 class AuthError(HubError):
-    status = "error"
+    status = Status.ERROR
 
 
 class NotPublishedError(HubError):
     """A package or dataset the hub does not have (yet)."""
 
-    status = "not_found"
+    status = Status.NOT_FOUND
 
 
 class InvalidEntry(HubError):
     """The hub's list entry for a dataset breaks docs/hub-api.md section 1."""
 
-    status = "error"
+    status = Status.ERROR
 
 
 class NotReady(DataHubSyncError):
     """The hub has no (new) package yet: worth waiting for (package_not_ready or stale_package)."""
 
-    def __init__(self, message: str, status: str):
+    def __init__(self, message: str, status: Status):
         super().__init__(message)
         self.status = status
 
@@ -80,7 +82,7 @@ class Cancelled(Interrupted):
 
 
 class DownloadError(DataHubSyncError):
-    status = "download_failed"
+    status = Status.DOWNLOAD_FAILED
 
 
 class IdentityChanged(DownloadError):
@@ -94,13 +96,13 @@ class PackageAlreadySeen(DownloadError):
 class PackageError(DataHubSyncError):
     """The package is unusable: corrupt, hostile or too big."""
 
-    status = "extract_failed"
+    status = Status.EXTRACT_FAILED
 
 
 class DiskFullError(DataHubSyncError):
     """Out of space; `status` says whether it struck the download or the extraction."""
 
-    def __init__(self, message: str, status: str = "extract_failed"):
+    def __init__(self, message: str, status: Status = Status.EXTRACT_FAILED):
         super().__init__(message)
         self.status = status
 
@@ -108,8 +110,8 @@ class DiskFullError(DataHubSyncError):
 class Rejected(DataHubSyncError):
     """The verify hook refused the staged tree: the installed version stays."""
 
-    status = "rejected"
+    status = Status.REJECTED
 
 
 class InstallError(DataHubSyncError):
-    status = "extract_failed"
+    status = Status.EXTRACT_FAILED

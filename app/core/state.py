@@ -11,7 +11,7 @@ from typing import Any
 
 from app.core.fsutil import atomic_write
 from app.core.jsonutil import Unreadable, describe, loads_capped
-from app.core.result import FAIL_STATUSES, OK_STATUSES
+from app.core.result import FAIL_STATUSES, OK_STATUSES, Status
 from app.core.timeutil import parse_timestamp, to_iso
 
 log = logging.getLogger("datahubsync.state")
@@ -118,7 +118,7 @@ def _convert_original(data: dict[str, Any], zone: tzinfo, source: str) -> dict[s
         except ValueError as exc:
             log.warning("%s (the original client's format): ignoring dataset %s: %s", source, describe(name), exc)
             continue
-        out[name] = {"last_updated": to_iso(when), "status": "success", "imported": True}
+        out[name] = {"last_updated": to_iso(when), "status": Status.SUCCESS, "imported": True}
     return out
 
 

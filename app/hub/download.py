@@ -25,6 +25,7 @@ import urllib3
 from app.core.errors import Cancelled, DiskFullError, DownloadError, HubTimeout, IdentityChanged, Interrupted, PackageAlreadySeen
 from app.core.jsonutil import loads
 from app.core.progress import Progress
+from app.core.result import Status
 from app.hub import transport
 from app.hub.client import HubClient
 from app.hub.identity import Identity, parse_content_range
@@ -294,7 +295,7 @@ class PackageDownload:
             except OSError as exc:
                 if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                     raise DiskFullError(f"not enough disk space for the package ({total} bytes) in {self.part.parent}",
-                                        "download_failed") from None
+                                        Status.DOWNLOAD_FAILED) from None
                 os.ftruncate(self._fd, total)   # filesystems without fallocate
 
     def _write(self, data: bytes, offset: int) -> None:
@@ -306,7 +307,7 @@ class PackageDownload:
                 view, offset = view[written:], offset + written
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise DiskFullError(f"disk full while writing {self.part}", "download_failed") from None
+                raise DiskFullError(f"disk full while writing {self.part}", Status.DOWNLOAD_FAILED) from None
             raise
 
     # ---- moving bytes -----------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from app import __version__
 from app.core.config import Config
 from app.core.errors import ConfigError
 from app.core.fsutil import atomic_write
-from app.core.result import FAIL_STATUSES, SyncResult
+from app.core.result import FAIL_STATUSES, Status, SyncResult
 from app.core.state import StateStore, import_candidates
 from app.core.timeutil import from_iso, get_zone, utcnow
 from app.observe.readiness import dataset_problem
@@ -42,7 +42,7 @@ FORMAT_VERSION = 1
 # a large package many minutes.
 DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0)
 # Results every dataset shows from the start, so `increase(...{result="download_failed"}[1d])` has a series.
-KNOWN_RESULTS = ("success", "up_to_date", *FAIL_STATUSES)
+KNOWN_RESULTS = (Status.SUCCESS, Status.UP_TO_DATE, *FAIL_STATUSES)
 INTERRUPTED = "interrupted"
 RESULT_LABEL = re.compile(r"^[a-z][a-z_]{0,39}$")
 MAX_FILE_BYTES = 8 << 20          # far beyond any real metrics.json; a bigger one is not ours
@@ -245,7 +245,7 @@ def record_run(state_dir: Path, results: list[SyncResult], downloaded: Mapping[s
         record = datasets.setdefault(result.dataset_name, _empty_record())
         label = INTERRUPTED if result.interrupted else result.status
         if not isinstance(label, str) or not RESULT_LABEL.fullmatch(label):
-            label = "error"
+            label = Status.ERROR
         record["runs"][label] = record["runs"].get(label, 0) + 1
         seconds = _seconds(result.duration)
         if not result.interrupted and seconds is not None:
@@ -287,7 +287,7 @@ def _up_to_date(entry: Mapping[str, Any]) -> float:
     status = entry.get("status")
     if not status:
         return NAN
-    return 1.0 if status in ("success", "up_to_date") else 0.0
+    return 1.0 if status in (Status.SUCCESS, Status.UP_TO_DATE) else 0.0
 
 
 class DataHubCollector:

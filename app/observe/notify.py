@@ -3,8 +3,8 @@
 Formats (what build_message puts in the request body):
 - json: our own schema, SCHEMA_VERSION 1:
   {"source": "datahubsync", "schema": 1, "host", "time", "events": [...], "summary", "text",
-   "datasets": [{"name", "status", "success", "events", "version", "previous_version",
-                 "previous_status", "error", "warning", "files", "bytes", "duration"}]}
+   "datasets": [{"name", "status", Status.SUCCESS, "events", "version", "previous_version",
+                 "previous_status", Status.ERROR, "warning", "files", "bytes", "duration"}]}
 - slack: incoming webhook, {"text": ...} (&, < and > escaped as Slack asks).
 - dingtalk: group robot, {"msgtype": "text", "text": {"content": ...}}. With a secret the URL gets
   `timestamp` (ms since the epoch) and `sign`: HMAC-SHA256 keyed with the secret over
@@ -39,7 +39,7 @@ import requests
 
 from app.core.errors import ConfigError
 from app.core.progress import human_bytes
-from app.core.result import OK_STATUSES, SyncResult
+from app.core.result import OK_STATUSES, Status, SyncResult
 from app.core.secrets import redact, remember
 from app.core.timeutil import to_iso
 
@@ -228,7 +228,7 @@ def events_for(result: SyncResult, previous: Mapping[str, Any] | None) -> frozen
     failed result that carries a version, say a post_sync hook failing after the install, counts).
     Dry runs and interrupted runs produce nothing.
     """
-    if result.interrupted or result.status == "would_sync":
+    if result.interrupted or result.status == Status.WOULD_SYNC:
         return frozenset()
     before = previous or {}
     events = set()
@@ -238,7 +238,7 @@ def events_for(result: SyncResult, previous: Mapping[str, Any] | None) -> frozen
         status = before.get("status")
         if status is not None and status not in OK_STATUSES:
             events.add("recovery")
-        if result.status == "success":
+        if result.status == Status.SUCCESS:
             events.add("success")
     if result.version is not None and result.version != before.get("last_updated"):
         events.add("change")
@@ -265,7 +265,7 @@ def _line(result: SyncResult, before: Mapping[str, Any], events: frozenset[str])
         version = f"installed version {old} kept" if old else "nothing installed"
     else:
         version = f"version {result.version or old or 'none'}"
-    if result.status == "success" and result.files is not None:
+    if result.status == Status.SUCCESS and result.files is not None:
         version += f", {result.files} files"
         if result.bytes is not None:
             version += f", {human_bytes(result.bytes)}"
@@ -278,8 +278,8 @@ def _line(result: SyncResult, before: Mapping[str, Any], events: frozenset[str])
 def _headline(results: Sequence[SyncResult], events: Mapping[str, frozenset[str]], host: str) -> str:
     counts = [("failed", sum(not r.success and not r.interrupted for r in results)),
               ("recovered", sum("recovery" in e for e in events.values())),
-              ("updated", sum(r.status == "success" for r in results)),
-              ("up to date", sum(r.status == "up_to_date" for r in results)),
+              ("updated", sum(r.status == Status.SUCCESS for r in results)),
+              ("up to date", sum(r.status == Status.UP_TO_DATE for r in results)),
               ("interrupted", sum(r.interrupted for r in results))]
     summary = ", ".join(f"{n} {word}" for word, n in counts if n) or f"{len(results)} dataset(s)"
     return f"DataHubSync on {host}: {summary}"

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any, Mapping
 
 from app.core.config import Config
-from app.core.result import OK_STATUSES
+from app.core.result import OK_STATUSES, Status
 from app.core.secrets import redact
 from app.core.timeutil import from_iso, to_iso
 
@@ -27,7 +27,7 @@ def dataset_problem(entry: Mapping[str, Any], now: datetime, started: datetime |
                     max_age: float, grace: float) -> str | None:
     """Why one dataset is not ready (None when it is), from its state.json record."""
     status = entry.get("status")
-    if entry.get("imported") and status == "success":
+    if entry.get("imported") and status == Status.SUCCESS:
         return None             # installed by the original client; the first run here records its own times
     if status and status not in OK_STATUSES:
         return f"last sync failed ({_one_line(status)}): {_one_line(entry.get('error') or 'no detail')}"

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from app.core.config import Config, config_from
 from app.core.errors import DataHubSyncError, LockedError
-from app.core.result import SyncResult
+from app.core.result import Status, SyncResult
 from app.sync.run import SyncRun
 
 
@@ -65,9 +65,9 @@ class DataSyncClient:
             run = SyncRun(self.config, state_path=self.state_path, stop=self.stop, force=force, dry_run=dry_run)
             return run.execute(names)
         except LockedError as exc:
-            return [SyncResult.failed(n, "error", str(exc)) for n in targets]
+            return [SyncResult.failed(n, Status.ERROR, str(exc)) for n in targets]
         except DataHubSyncError as exc:
-            return [SyncResult.failed(n, "error", str(exc)) for n in targets]
+            return [SyncResult.failed(n, Status.ERROR, str(exc)) for n in targets]
 
     def sync_dataset(self, dataset_name: str, force: bool = False, dry_run: bool = False) -> SyncResult:
         return self._run([dataset_name], force, dry_run)[0]

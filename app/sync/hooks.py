@@ -27,6 +27,7 @@ from urllib.parse import quote
 
 from app.core.errors import ConfigError
 from app.core.fsutil import atomic_write
+from app.core.result import Status
 from app.core.timeutil import to_iso, utcnow
 
 log = logging.getLogger("datahubsync.hooks")
@@ -36,9 +37,9 @@ MAX_TIMEOUT = 315_360_000.0        # ten years, as every other duration in the c
 KILL_GRACE = 5.0                  # seconds between SIGTERM and SIGKILL
 KEYS = ("post_sync", "verify", "timeout")
 MARKER_DIR = "hooks"
-INSTALLED = "success"             # DATAHUB_STATUS of a post_sync run
+INSTALLED = Status.SUCCESS        # DATAHUB_STATUS of a post_sync run
 STAGED = "staged"                 # DATAHUB_STATUS of a verify run
-REJECTED = "rejected"             # the dataset's result status when verify refuses the staged tree
+REJECTED = Status.REJECTED       # the result status when verify refuses the staged tree
 _POLL = 0.05
 _DRAIN = 2.0                      # seconds to wait for output still in the pipes once the hook exited
 _LINE_LIMIT = 64 * 1024           # longer lines are logged in pieces

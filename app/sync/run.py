@@ -29,7 +29,7 @@ from app.core.errors import (
 from app.core.fsutil import free_bytes, is_empty_dir, nearest_existing, permission_hint, remove_tree
 from app.core.logs import current_dataset, dataset_logger
 from app.core.progress import human_bytes
-from app.core.result import SyncResult
+from app.core.result import Status, SyncResult
 from app.core.secrets import redact
 from app.core.state import StateStore, import_candidates
 from app.core.timeutil import from_iso, get_zone, to_iso, utcnow
@@ -134,11 +134,11 @@ class DatasetSync:
             self.log.info("up to date (version %s)", state.get("last_updated"))
             if not self.run.dry_run:
                 now = to_iso(utcnow())
-                self.store.update(name, defer=True, status="up_to_date", error=None, attempted_at=now, last_ok_at=now)
-            return SyncResult.ok(name, "up_to_date", version=state.get("last_updated"), files=state.get("files"), bytes=state.get("bytes"))
+                self.store.update(name, defer=True, status=Status.UP_TO_DATE, error=None, attempted_at=now, last_ok_at=now)
+            return SyncResult.ok(name, Status.UP_TO_DATE, version=state.get("last_updated"), files=state.get("files"), bytes=state.get("bytes"))
         if self.run.dry_run:
             self.log.info("would sync: %s (hub version %s)", reason, version)
-            return SyncResult.ok(name, "would_sync", version=version)
+            return SyncResult.ok(name, Status.WOULD_SYNC, version=version)
         self.log.info("syncing: %s (hub version %s, installed %s)", reason, version, state.get("last_updated") or "none")
         check_writable(self.ds.local_dir)
         if self.run.force:
@@ -188,7 +188,7 @@ class DatasetSync:
     def _fetch_and_install(self, remote: RemoteDataset, state: dict[str, Any], local_present: bool) -> SyncResult:
         name = self.ds.name
         if not remote.package_ready:
-            raise NotReady(f"the hub is still building the package for {name!r} (package_ready: false)", "package_not_ready")
+            raise NotReady(f"the hub is still building the package for {name!r} (package_ready: false)", Status.PACKAGE_NOT_READY)
         self.work.download.parent.mkdir(parents=True, exist_ok=True)
         download = PackageDownload(self.hub, remote.download_url, self.work.download,
                                    connections=self.config.hub.connections, logger=self.log,
@@ -243,8 +243,8 @@ class DatasetSync:
         version = to_iso(version_time)
         problem = self._after_install(version, state.get("last_updated"))
         if problem:
-            return SyncResult.failed(name, "hook_failed", problem, version=version, files=done.files, bytes=done.bytes)
-        return SyncResult.ok(name, "success", version=version, files=done.files, bytes=done.bytes, warning=warning)
+            return SyncResult.failed(name, Status.HOOK_FAILED, problem, version=version, files=done.files, bytes=done.bytes)
+        return SyncResult.ok(name, Status.SUCCESS, version=version, files=done.files, bytes=done.bytes, warning=warning)
 
     def _quality_gate(self, version_time: datetime, state: dict[str, Any]) -> None:
         """hooks.verify on the staged tree: anything but success keeps the installed version."""
@@ -266,7 +266,7 @@ class DatasetSync:
         if outcome.interrupted:
             raise Interrupted("stopped by signal during the post_sync hook (it runs again at the next start)")
         problem = f"version {version} is installed, but the post_sync hook failed: {outcome.error}"
-        self.store.update(self.ds.name, status="hook_failed", error=redact(problem), attempted_at=to_iso(utcnow()))
+        self.store.update(self.ds.name, status=Status.HOOK_FAILED, error=redact(problem), attempted_at=to_iso(utcnow()))
         return problem
 
     def _record_installed(self, got: Downloaded, sha: str, plan: PackagePlan, version_time: datetime, warning: str | None,
@@ -276,7 +276,7 @@ class DatasetSync:
             "last_updated": to_iso(version_time), "sha256": sha, "synced_at": now, "files": done.files,
             "bytes": done.bytes, "identity": got.identity.to_json(),
             "package_time": to_iso(plan.content_time) if plan.content_time else None,
-        }, status="success", error=None, attempted_at=now, last_ok_at=now, warning=warning, stale_identity=None)
+        }, status=Status.SUCCESS, error=None, attempted_at=now, last_ok_at=now, warning=warning, stale_identity=None)
         self.log.info("installed version %s: %d files, %s%s", to_iso(version_time), done.files, human_bytes(done.bytes),
                       f", {done.removed} removed" if done.removed else "")
 
@@ -285,9 +285,9 @@ class DatasetSync:
         try:
             return step()
         except NotPublishedError:
-            raise NotReady(f"the hub has no package for {self.ds.name!r} yet (HTTP 404)", "package_not_ready") from None
+            raise NotReady(f"the hub has no package for {self.ds.name!r} yet (HTTP 404)", Status.PACKAGE_NOT_READY) from None
         except PackageAlreadySeen as exc:
-            raise NotReady(f"the hub still serves an older package than its list says ({exc})", "stale_package") from None
+            raise NotReady(f"the hub still serves an older package than its list says ({exc})", Status.STALE_PACKAGE) from None
         except IdentityChanged:
             download.discard()
             raise
@@ -320,7 +320,7 @@ class DatasetSync:
             self.store.update(self.ds.name, stale_identity=fetch.download.identity.to_json())
             fetch.download.discard()
             raise NotReady(f"the hub's package is older than its list says (content {to_iso(plan.content_time)}, "
-                           f"listed {to_iso(remote.last_updated)}); the hub has not rebuilt it yet", "stale_package")
+                           f"listed {to_iso(remote.last_updated)}); the hub has not rebuilt it yet", Status.STALE_PACKAGE)
         warning = (f"the package lags the hub's list by {lag}; installed its content time "
                    f"{to_iso(plan.content_time)} so the next run looks again")
         self.log.warning(warning)
@@ -416,10 +416,10 @@ class SyncRun:
                 self.listing.get()
             except DataHubSyncError as exc:
                 # a hub that cannot list fails every dataset with the same reason
-                return [self._fail(ds.name, "error", str(exc)) for ds in datasets]
+                return [self._fail(ds.name, Status.ERROR, str(exc)) for ds in datasets]
             except Exception as exc:       # noqa: BLE001 - recorded, so healthcheck and status see it
                 log.debug("unexpected error reading the list", exc_info=True)
-                return [self._fail(ds.name, "error", f"cannot read the hub's list: unexpected {type(exc).__name__}")
+                return [self._fail(ds.name, Status.ERROR, f"cannot read the hub's list: unexpected {type(exc).__name__}")
                         for ds in datasets]
             workers = min(self.config.sync.parallel, len(datasets)) or 1
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dataset") as pool:
@@ -448,7 +448,7 @@ class SyncRun:
             return one.sync()
         except Interrupted as exc:
             # a stop is not the dataset's failure: its recorded state stays as it was
-            return SyncResult.failed(ds.name, "error", f"interrupted: {exc} (the next run resumes)", interrupted=True)
+            return SyncResult.failed(ds.name, Status.ERROR, f"interrupted: {exc} (the next run resumes)", interrupted=True)
         except DiskFullError as exc:
             self._drop_partial(ds)
             return self._fail(ds.name, exc.status, str(exc))
@@ -457,13 +457,13 @@ class SyncRun:
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 self._drop_partial(ds)
-                return self._fail(ds.name, "extract_failed", f"disk full: {exc.strerror} {exc.filename or ''}".strip())
+                return self._fail(ds.name, Status.EXTRACT_FAILED, f"disk full: {exc.strerror} {exc.filename or ''}".strip())
             if isinstance(exc, PermissionError):
-                return self._fail(ds.name, "error", permission_hint(Path(exc.filename or ds.local_dir)))
-            return self._fail(ds.name, "error", f"{exc.strerror or exc}: {exc.filename or ''}".strip(": "))
+                return self._fail(ds.name, Status.ERROR, permission_hint(Path(exc.filename or ds.local_dir)))
+            return self._fail(ds.name, Status.ERROR, f"{exc.strerror or exc}: {exc.filename or ''}".strip(": "))
         except Exception as exc:        # noqa: BLE001 - one dataset never stops the others
             log.debug("unexpected error", exc_info=True)
-            return self._fail(ds.name, "error", f"unexpected {type(exc).__name__}: {exc}")
+            return self._fail(ds.name, Status.ERROR, f"unexpected {type(exc).__name__}: {exc}")
         finally:
             if one is not None:
                 self.downloaded[ds.name] = one.downloaded
@@ -476,12 +476,12 @@ class SyncRun:
         for path in work.partial_files:
             remove_tree(path)
 
-    def _fail(self, name: str, status: str, error: str) -> SyncResult:
+    def _fail(self, name: str, status: Status, error: str) -> SyncResult:
         error = redact(error)
         self._record_failure(name, status, error)
         return SyncResult.failed(name, status, error)
 
-    def _record_failure(self, name: str, status: str, error: str) -> None:
+    def _record_failure(self, name: str, status: Status, error: str) -> None:
         if self.dry_run or self.store is None:
             return
         try:
