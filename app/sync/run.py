@@ -1,7 +1,6 @@
 """One sync run: fetch the hub's list once, then sync each dataset (in parallel, independently)."""
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import threading
@@ -26,7 +25,7 @@ from app.core.errors import (
     PackageError,
     Rejected,
 )
-from app.core.fsutil import free_bytes, is_empty_dir, nearest_existing, permission_hint, remove_tree
+from app.core.fsutil import free_bytes, is_disk_full, is_empty_dir, nearest_existing, permission_hint, remove_tree
 from app.core.logs import current_dataset, dataset_logger
 from app.core.progress import human_bytes
 from app.core.result import Status, SyncResult
@@ -39,7 +38,8 @@ from app.hub.fetch import BackgroundDownload
 from app.hub.identity import Identity
 from app.hub.listing import Listing, RemoteDataset
 from app.package.checks import Package, PackagePlan, inspect_package, open_package, top_level_folder
-from app.package.install import Installed, deletion_share, extract, install_mirror, install_overlay, recover_swap
+from app.package.extract import extract
+from app.package.install import Installed, deletion_share, install_mirror, install_overlay, recover_swap
 from app.sync.hooks import resume_hooks, run_post_sync, run_verify
 from app.sync.lock import SyncLock
 from app.sync.plan import is_stale, package_lag, space_needed, sync_reason
@@ -69,7 +69,6 @@ class ListingCache:
         self._lock = threading.Lock()
         self._listing: Listing | None = None
         self._fetched = 0.0
-        self.fetches = 0
 
     def get(self, max_age: float | None = None) -> Listing:
         with self._lock:
@@ -77,7 +76,6 @@ class ListingCache:
             if self._listing is None or stale:
                 self._listing = self.hub.list_datasets()
                 self._fetched = time.monotonic()
-                self.fetches += 1
             return self._listing
 
 
@@ -455,7 +453,7 @@ class SyncRun:
         except DataHubSyncError as exc:
             return self._fail(ds.name, exc.status, str(exc))
         except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            if is_disk_full(exc):
                 self._drop_partial(ds)
                 return self._fail(ds.name, Status.EXTRACT_FAILED, f"disk full: {exc.strerror} {exc.filename or ''}".strip())
             if isinstance(exc, PermissionError):

@@ -1,43 +1,17 @@
-"""Extraction (CRCs checked) and installation: overlay per file, mirror swap, recovery of a cut swap."""
+"""Installation of a staged tree: overlay per file, mirror swap, recovery of a cut swap, and never
+writing through a link inside the dataset folder."""
 from __future__ import annotations
 
 import os
-import threading
-import zipfile
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from app.core.errors import InstallError, Interrupted, PackageError
-from app.package.install import (deletion_share, extract, install_mirror, install_overlay, recover_swap,
-                         swap_journal)
+from app.core.errors import InstallError
 from app.package.checks import inspect_package
-from app.core.timeutil import get_zone
-
-UTC = timezone.utc
-SHANGHAI = get_zone("Asia/Shanghai")
-WHEN = (2025, 2, 4, 20, 16, 2)
-
-
-def make_package(path: Path, files: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED,
-                 when: tuple = WHEN) -> Path:
-    with zipfile.ZipFile(path, "w", compression) as zf:
-        for name, data in files.items():
-            info = zipfile.ZipInfo(name, when)
-            info.compress_type = compression
-            zf.writestr(info, data)
-    return path
-
-
-def tree(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
-
-
-def unpack(package: Path, staging: Path, zone=UTC, strip: int = 0):
-    plan = inspect_package(package, strip_components=strip, zone=zone, max_ratio=1000, max_total=None)
-    extract(package, plan, staging, threading.Event(), zone)
-    return plan
+from app.package.install import deletion_share, install_mirror, install_overlay, recover_swap, swap_journal
+from tests.unit.test_extract import SHANGHAI, UTC, make_package, tree, unpack
 
 
 def test_extract_then_overlay(tmp_path: Path) -> None:
@@ -115,42 +89,6 @@ def test_strip_components_extracts_below_the_top_folder(tmp_path: Path) -> None:
     staging, target = tmp_path / "staging", tmp_path / "data"
     install_overlay(staging, unpack(package, staging, strip=1), target)
     assert tree(target) == {"a.csv": b"1", "s/b.csv": b"2"}
-
-
-def corrupt_stored_package(path: Path) -> Path:
-    """A stored ZIP whose b.csv data has one byte flipped: the directory is fine, the CRC is not."""
-    payload = b"this entry will be corrupted " * 20
-    make_package(path, {"a.csv": b"fine a " * 100, "b.csv": payload, "c.csv": b"fine c " * 100},
-                 compression=zipfile.ZIP_STORED)
-    data = bytearray(path.read_bytes())
-    at = data.index(payload) + 40
-    data[at] ^= 0xFF
-    path.write_bytes(bytes(data))
-    return path
-
-
-def test_crc_error_raises_and_leaves_the_target_untouched(tmp_path: Path) -> None:
-    target = tmp_path / "data"
-    target.mkdir()
-    (target / "a.csv").write_bytes(b"installed a")
-    (target / "b.csv").write_bytes(b"installed b")
-    before = tree(target)
-    stamps = {p.name: p.stat().st_mtime_ns for p in target.iterdir()}
-    package = corrupt_stored_package(tmp_path / "bad.zip")
-    plan = inspect_package(package, strip_components=0, zone=UTC, max_ratio=1000, max_total=None)
-    with pytest.raises(PackageError, match=r"entry 'b.csv'.*CRC"):
-        extract(package, plan, tmp_path / "staging", threading.Event(), UTC)
-    assert tree(target) == before
-    assert {p.name: p.stat().st_mtime_ns for p in target.iterdir()} == stamps
-
-
-def test_stop_event_interrupts_extraction(tmp_path: Path) -> None:
-    package = make_package(tmp_path / "p.zip", {f"f{i}.csv": b"x" * 100 for i in range(10)})
-    plan = inspect_package(package, strip_components=0, zone=UTC, max_ratio=1000, max_total=None)
-    stop = threading.Event()
-    stop.set()
-    with pytest.raises(Interrupted):
-        extract(package, plan, tmp_path / "staging", stop, UTC)
 
 
 def test_deletion_share(tmp_path: Path) -> None:
@@ -233,13 +171,6 @@ def test_recover_swap_without_a_journal_does_nothing(tmp_path: Path) -> None:
     assert not target.exists() and previous.is_dir()
 
 
-def test_extraction_restores_entry_times_with_the_zone(tmp_path: Path) -> None:
-    package = make_package(tmp_path / "p.zip", {"a.csv": b"1"}, when=(2026, 11, 28, 16, 30, 0))
-    staging = tmp_path / "staging"
-    unpack(package, staging, SHANGHAI)
-    assert os.stat(staging / "a.csv").st_mtime == datetime(2026, 11, 28, 8, 30, tzinfo=UTC).timestamp()
-
-
 @pytest.mark.parametrize("local_kind", ["folder-where-package-has-a-file", "file-where-package-has-a-folder"])
 def test_overlay_conflict_changes_nothing(tmp_path: Path, local_kind: str) -> None:
     """A local path that cannot take the package's entry fails the install before any file is replaced
@@ -261,21 +192,6 @@ def test_overlay_conflict_changes_nothing(tmp_path: Path, local_kind: str) -> No
     with pytest.raises(Exception, match="cannot install"):
         install_overlay(staging, plan, target)
     assert tree(target) == before
-
-
-def test_extract_a_package_whose_directory_lists_entries_out_of_data_order(tmp_path: Path) -> None:
-    """Entry ends and the extraction order come from sorted offsets when the directory is not in order."""
-    files = {f"d{i}/f{i}.csv": os.urandom(3000 + i) * 3 for i in range(12)}
-    package = tmp_path / "p.zip"
-    with zipfile.ZipFile(package, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in files.items():
-            zf.writestr(zipfile.ZipInfo(name, WHEN), data)
-        zf.filelist.reverse()           # the central directory is written from this list at close
-    staging = tmp_path / "staging"
-    plan = unpack(package, staging)
-    assert not plan.directory.ordered
-    assert list(plan.targets) == list(reversed(files))
-    assert tree(staging) == files
 
 
 # -- symbolic links inside the dataset folder ------------------------------------------------------

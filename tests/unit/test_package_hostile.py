@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from app.core.errors import DiskFullError, PackageError
-from app.package.install import extract
+from app.package.extract import extract
 from app.package.checks import BOMB_MIN_SIZE, inspect_package
 from app.package.zipread import copy_entry, read_directory
 from tests.unit.zipsplice import (COMPRESSED, CRC, FLAGS, LOCAL_OFFSET, SIZE, Parts, empty_files, field, join_zip64, split,
