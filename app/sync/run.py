@@ -1,6 +1,7 @@
 """One sync run: fetch the hub's list once, then sync each dataset (in parallel, independently)."""
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
@@ -25,7 +26,7 @@ from app.core.errors import (
     PackageError,
     Rejected,
 )
-from app.core.fsutil import free_bytes, is_disk_full, is_empty_dir, nearest_existing, permission_hint, remove_tree
+from app.core.fsutil import free_bytes, is_empty_dir, nearest_existing, permission_hint, remove_tree
 from app.core.logs import current_dataset, dataset_logger
 from app.core.progress import human_bytes
 from app.core.result import Status, SyncResult
@@ -69,6 +70,7 @@ class ListingCache:
         self._lock = threading.Lock()
         self._listing: Listing | None = None
         self._fetched = 0.0
+        self.fetches = 0
 
     def get(self, max_age: float | None = None) -> Listing:
         with self._lock:
@@ -76,6 +78,7 @@ class ListingCache:
             if self._listing is None or stale:
                 self._listing = self.hub.list_datasets()
                 self._fetched = time.monotonic()
+                self.fetches += 1
             return self._listing
 
 
@@ -453,7 +456,7 @@ class SyncRun:
         except DataHubSyncError as exc:
             return self._fail(ds.name, exc.status, str(exc))
         except OSError as exc:
-            if is_disk_full(exc):
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 self._drop_partial(ds)
                 return self._fail(ds.name, Status.EXTRACT_FAILED, f"disk full: {exc.strerror} {exc.filename or ''}".strip())
             if isinstance(exc, PermissionError):
