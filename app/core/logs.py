@@ -7,6 +7,7 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import TextIO
 
 from app.core.secrets import RedactingFilter, redact
 
@@ -50,8 +51,9 @@ class JsonFormatter(logging.Formatter):
 
 
 def setup_logging(level: str = "INFO", fmt: str = "text", file: str | None = None,
-                  base_dir: Path | None = None) -> logging.Logger:
-    """Configure the program's logger (idempotent: a second call replaces the handlers)."""
+                  base_dir: Path | None = None, stream: TextIO | None = None) -> logging.Logger:
+    """Configure the program's logger (idempotent: a second call replaces the handlers); `stream`
+    is where lines go besides the file (default: the process's stderr)."""
     logger = logging.getLogger(ROOT)
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
@@ -59,7 +61,7 @@ def setup_logging(level: str = "INFO", fmt: str = "text", file: str | None = Non
     logger.setLevel(getattr(logging, level.upper(), logging.INFO))
     logger.propagate = False
     formatter = JsonFormatter() if fmt == "json" else TextFormatter()
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    handlers: list[logging.Handler] = [logging.StreamHandler(stream or sys.stderr)]
     problem = None
     if file:
         path = Path(file)

@@ -282,3 +282,26 @@ def test_cron_daemon_starts_and_stops_on_sigterm(tmp_path: Path, headers: dict[s
             proc.kill()
             proc.wait()
         proc.stderr.close()
+
+
+def test_main_takes_its_environment_in_and_leaves_globals_as_it_found_them(tmp_path: Path) -> None:
+    import io
+    import logging
+    import signal
+    from datetime import datetime, timezone
+
+    out, err = io.StringIO(), io.StringIO()
+    logger = logging.getLogger("datahubsync")
+    before = (list(logger.handlers), logger.level, logger.propagate, signal.getsignal(signal.SIGTERM))
+    environ = {"DATAHUB_URL": "http://127.0.0.1:9", "DATAHUB_DATASETS": "prices", "DATAHUB__HUB__RETRIES": "0",
+               "DATAHUB_DATA_ROOT": str(tmp_path / "data"), "DATAHUB_STATE_DIR": str(tmp_path / "state")}
+    env = entrypoint.Environment(out, err, environ, handle_signals=False,
+                                 clock=lambda: datetime(2030, 1, 1, tzinfo=timezone.utc))
+
+    assert entrypoint.main(["healthcheck"], env) == 0          # nothing failed yet, no daemon: healthy
+    assert out.getvalue() == "healthy\n"
+    assert entrypoint.main(["sync"], env) == 1                 # the hub is not there
+    assert "cannot reach the hub" in err.getvalue()
+    assert entrypoint.main(["cron", "--test"], env) == 0
+    assert out.getvalue().endswith("crontab is valid\n")
+    assert (list(logger.handlers), logger.level, logger.propagate, signal.getsignal(signal.SIGTERM)) == before
