@@ -21,6 +21,7 @@ import urllib3.util
 import yaml
 
 from app.core.errors import ConfigError
+from app.core.names import is_dataset_name
 
 if TYPE_CHECKING:
     from app.observe.metrics import MetricsConfig
@@ -31,7 +32,6 @@ from app.core.timeutil import get_zone
 
 DEFAULT_CONFIG_PATH = "/config/config.yaml"
 MAX_CONFIG_FILE = 4 * 2**20           # bytes; a config file is a few KiB, a bigger one is the wrong file
-DATASET_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")          # matched whole (fullmatch): no "name\n"
 HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")     # an HTTP token (RFC 9110)
 HOST_NAME = re.compile(r"[A-Za-z0-9._-]+")
 MODES = ("overlay", "mirror")
@@ -524,7 +524,7 @@ def _datasets(raw: Any, data_root: Path) -> tuple[DatasetConfig, ...]:
             raise ConfigError(f"{where}.name: required")
         values = {key: DATASET_CHECKS[key](value, f"{where}.{key}") for key, value in item.items()}
         name = values["name"]
-        if not DATASET_NAME.fullmatch(name) or name in (".", ".."):
+        if not is_dataset_name(name):
             raise ConfigError(f"{where}.name: {_show(name)} is not a dataset name (letters, digits, '.', '_', '-')")
         local = values.get("local_dir") or data_root / name
         values["local_dir"] = local if local.is_absolute() else data_root / local

@@ -10,10 +10,10 @@ from urllib.parse import quote, urlsplit
 
 from app.core.errors import HubError, InvalidEntry, NotPublishedError
 from app.core.jsonutil import describe, loads_capped
+from app.core.names import is_dataset_name
 from app.core.timeutil import parse_timestamp
 
 # Matched whole (fullmatch): `$` would let a trailing newline through.
-NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
 SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _COUNT_TEXT = re.compile(r"[0-9]{1,19}")
 _ABSOLUTE = re.compile(r"https?://", re.I)
@@ -162,7 +162,7 @@ def parse_listing(document: Any, hub_url: str, zone: tzinfo) -> tuple[Listing, l
             errors[name] = f"listed more than once (entries #{seen[name]} and #{i})"
             continue
         seen[name] = i
-        if not NAME.fullmatch(name) or name in (".", ".."):
+        if not is_dataset_name(name):
             errors[name] = "the name is not a valid dataset name"
             continue
         try:

@@ -20,11 +20,12 @@ from urllib.parse import unquote, urlsplit
 
 from app import __version__
 from app.core.errors import PackageError
+from app.core.names import is_dataset_name
 from app.core.timeutil import to_iso
 from app.package.zipread import read_directory
 
 log = logging.getLogger("datahubsync.serve")
-PACKAGE_PATH = re.compile(r"/package/([A-Za-z0-9._-]{1,128})\.zip")     # always fullmatch: `$` allows a "\n"
+PACKAGE_PATH = re.compile(r"/package/([^/]+)\.zip", re.DOTALL)     # always fullmatch; the name is judged by path_of
 RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
 
@@ -41,7 +42,7 @@ class PackageIndex:
         self._lock = threading.Lock()
 
     def path_of(self, name: str) -> Path | None:
-        if name in (".", ".."):
+        if not is_dataset_name(name):
             return None
         path = self.root / f"{name}.zip"
         return path if path.is_file() and path.parent == self.root else None
@@ -96,7 +97,7 @@ class PackageIndex:
         out: list[dict[str, Any]] = []
         seen: set[str] = set()
         for path in sorted(self.root.glob("*.zip")):
-            if path.is_file() and PACKAGE_PATH.fullmatch(f"/package/{path.name}"):
+            if path.is_file() and is_dataset_name(path.name[:-4]):
                 seen.add(path.name[:-4])
                 try:
                     entry = self.describe(path)
