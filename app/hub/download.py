@@ -1,21 +1,19 @@
 """Resumable, segmented, verified package download into <state_dir>/downloads/NAME.zip.part.
 
-The part file sits beside a small JSON record (identity, total, each segment's progress), so a
-later attempt or run resumes into the same package only. Every request is a closed byte range, so
-nothing is fetched twice; a server that gives no parallelism (the original hub serves one request
-at a time) is detected and read as one stream.
+The part file sits beside a small JSON record (identity, total, each segment's progress: see
+app.hub.partfile), so a later attempt or run resumes into the same package only. Every request is a
+closed byte range, so nothing is fetched twice; which bytes each worker fetches is decided by the
+pure rules of app.hub.segments. A server that gives no parallelism (the original hub serves one
+request at a time) is detected and read as one stream.
 """
 from __future__ import annotations
 
-import errno
-import hashlib
 import http.client
-import json
 import logging
-import os
 import socket
 import threading
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,34 +21,18 @@ import requests
 import urllib3
 
 from app.core.errors import Cancelled, DiskFullError, DownloadError, HubTimeout, IdentityChanged, Interrupted, PackageAlreadySeen
-from app.core.jsonutil import loads
 from app.core.progress import Progress
-from app.core.result import Status
-from app.hub import transport
+from app.hub import segments, transport
 from app.hub.client import HubClient
 from app.hub.identity import Identity, parse_content_range
+from app.hub.partfile import PartFile
+from app.hub.segments import Plan, Segment
 
 CHUNK = 256 << 10            # bytes read from a connection at once (small pieces keep memory flat, see zipread)
 FIRST_RANGE = 16 << 20         # the first request asks for this much: small packages need no second one
-SEGMENT_MIN = 8 << 20          # no segment is planned smaller than this
-SPLIT_MIN = 8 << 20            # a running segment is split only when both halves get at least this
 SECONDARY_WAIT = 10.0          # seconds a parallel request may wait for its answer while another streams
-TAIL_MIN, TAIL_MAX = 1 << 20, 8 << 20
 
 log = logging.getLogger("datahubsync.download")
-
-
-@dataclass
-class Segment:
-    start: int
-    end: int            # exclusive; -1 while the length is unknown; shrinks when another worker takes the tail
-    pos: int
-    busy: bool = False
-    urgent: bool = False    # fetched first: the package's tail, where the ZIP's central directory is
-
-    @property
-    def left(self) -> int:
-        return self.end - self.pos
 
 
 @dataclass
@@ -59,14 +41,6 @@ class Downloaded:
     identity: Identity
     size: int
     reused: bool = False
-
-
-@dataclass
-class _Plan:
-    identity: Identity | None = None
-    total: int | None = None
-    ranges: bool = False
-    segments: list[Segment] = field(default_factory=list)
 
 
 class _NoParallelism(Exception):
@@ -80,27 +54,20 @@ class PackageDownload:
                  expected_size: int | None = None, refuse: tuple[Identity, ...] = (), tail_first: bool = False,
                  advertised: dict[str, Any] | None = None):
         self.hub = hub
-        # what the hub's list said of the package when this download began: a partial download is
-        # resumed only into the package the list still advertises (a server's validator alone can
-        # name two packages alike: nginx's ETag is mtime in seconds + size)
-        self.advertised = dict(advertised or {})
         self.tail_first = tail_first
         self.url = url
         self.part = part
-        self.meta_path = part.with_name(part.name + ".json")
+        self._file = PartFile(part, url, dict(advertised or {}), logger)
         self.connections = max(1, connections)
         self.log = logger
         self.expected_size = expected_size
         self.refuse = refuse
-        self.plan = _Plan()
+        self.plan = Plan()
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)   # bytes arrived, or the download ended
         self._ended = False
         self._cancel = threading.Event()
         self.planned = threading.Event()           # the package's size and layout are known
-        self._fd: int | None = None
-        self._meta_fd: int | None = None
-        self._meta_len = 0
         self._parallel_ok = True
         self._active: set[requests.Response] = set()
         self._error: BaseException | None = None
@@ -108,66 +75,18 @@ class PackageDownload:
         self.received = 0          # package bytes received from the hub by this download
         self.retries = 0           # requests repeated after a broken or stalled stream
 
-    # ---- the record beside the part file ------------------------------------------------------
-
-    def _load_meta(self) -> _Plan | None:
-        """The record of a partial download, or None when there is none or it cannot be trusted."""
-        try:
-            data = loads(self.meta_path.read_bytes())
-            size = self.part.stat().st_size
-        except (OSError, ValueError):
-            return None
-        plan = _plan_from_record(data, self.url)
-        if plan is None:
-            self.log.info("discarding a partial download whose record is unreadable")
-        elif data.get("advertised", {}) != self.advertised:
-            self.log.info("discarding the partial download: the hub's list advertises another package now")
-            plan = None
-        elif size < max((s.pos for s in plan.segments), default=0):
-            plan = None
-        if plan is None:
-            self.discard()
-        return plan
-
-    def _save_meta(self) -> None:
-        """Record progress (lock held): after every chunk, so a killed process loses at most the bytes
-        in flight. One pwrite into a file that never shrinks (JSON padded with spaces): a process death
-        cannot tear it, and it costs no rename or fsync. The data it describes is not fsynced either;
-        a package that lost bytes in a power cut fails its CRC or SHA-256 checks."""
-        plan = self.plan
-        if plan.identity is None:
-            return
-        document = {"url": self.url, "identity": plan.identity.to_json(), "total": plan.total, "ranges": plan.ranges,
-                    "advertised": self.advertised, "segments": [[s.start, s.end, s.pos, s.urgent] for s in plan.segments]}
-        data = json.dumps(document).encode()
-        if self._meta_fd is None:
-            self._meta_fd = os.open(self.meta_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
-            self._meta_len = 0
-        if len(data) < self._meta_len:
-            data = data.ljust(self._meta_len)
-        os.pwrite(self._meta_fd, data, 0)
-        self._meta_len = len(data)
-
-    def _close_meta(self) -> None:
-        if self._meta_fd is not None:
-            os.close(self._meta_fd)
-            self._meta_fd = None
+    # ---- the part file (app.hub.partfile) and the plan's state (app.hub.segments) ----------------
 
     def discard(self) -> None:
-        for path in (self.part, self.meta_path):
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                pass
+        """Remove the part file and its record."""
+        self._file.discard()
 
     @property
     def done_bytes(self) -> int:
-        return sum(s.pos - s.start for s in self.plan.segments)
+        return segments.done_bytes(self.plan.segments)
 
     def complete(self) -> bool:
-        plan = self.plan
-        return bool(plan.segments) and plan.total is not None and all(s.pos >= s.end >= 0 for s in plan.segments) \
-            and sum(s.end - s.start for s in plan.segments) == plan.total
+        return segments.complete(self.plan)
 
     # ---- requests -------------------------------------------------------------------------------
 
@@ -215,7 +134,7 @@ class PackageDownload:
 
     def _open_first(self) -> tuple[requests.Response | None, Segment | None]:
         """The first request: resume when the part file belongs to the package the hub serves now."""
-        saved = self._load_meta()
+        saved = self._file.load()
         if saved is not None and saved.segments:
             self.plan = saved
             identity = saved.identity
@@ -244,7 +163,7 @@ class PackageDownload:
 
     def _open_fresh(self) -> tuple[requests.Response, Segment]:
         """The first request of a download from byte 0; plans the segments from its answer."""
-        self.plan = _Plan()
+        self.plan = Plan()
         first_end = None if self.connections == 1 else FIRST_RANGE
         response = self._get(0, first_end)
         if response.status_code == 416 and first_end is not None:
@@ -259,56 +178,9 @@ class PackageDownload:
             raise DownloadError("the hub answered 416 to a request for the start of the package (empty package?)")
         identity, total, ranged = self._identity_of(response)
         self._check_refused(identity, response)
-        if ranged and total is not None:
-            end = total if first_end is None else min(first_end, total)
-            self.plan = _Plan(identity, total, True, [Segment(0, end, 0)])
-            if end < total:
-                self._plan_rest(end, total)
-        else:
-            self.plan = _Plan(identity, total, False, [Segment(0, total if total is not None else -1, 0)])
+        self.plan = segments.plan_package(identity, total, ranged, first_end, connections=self.connections,
+                                          tail_first=self.tail_first)
         return response, self.plan.segments[0]
-
-    def _plan_rest(self, start: int, total: int) -> None:
-        tail = None
-        if self.tail_first:
-            size = max(TAIL_MIN, min(TAIL_MAX, total // 100))
-            if total - start > 4 * size:
-                tail = Segment(total - size, total, total - size, urgent=True)
-                total -= size
-        count = max(1, min(self.connections, (total - start) // SEGMENT_MIN))
-        size = (total - start) // count
-        bounds = [start + i * size for i in range(count)] + [total]
-        self.plan.segments += [Segment(bounds[i], bounds[i + 1], bounds[i]) for i in range(count)]
-        if tail is not None:
-            self.plan.segments.append(tail)
-
-    # ---- the part file --------------------------------------------------------------------------
-
-    def _open_part(self) -> None:
-        self.part.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.part, os.O_RDWR | os.O_CREAT, 0o644)
-        total = self.plan.total
-        if total:
-            try:
-                if os.fstat(self._fd).st_size < total:
-                    os.posix_fallocate(self._fd, 0, total)
-            except OSError as exc:
-                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                    raise DiskFullError(f"not enough disk space for the package ({total} bytes) in {self.part.parent}",
-                                        Status.DOWNLOAD_FAILED) from None
-                os.ftruncate(self._fd, total)   # filesystems without fallocate
-
-    def _write(self, data: bytes, offset: int) -> None:
-        assert self._fd is not None         # segments stream only into an open part file
-        try:
-            view = memoryview(data)
-            while view:
-                written = os.pwrite(self._fd, view, offset)
-                view, offset = view[written:], offset + written
-        except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise DiskFullError(f"disk full while writing {self.part}", Status.DOWNLOAD_FAILED) from None
-            raise
 
     # ---- moving bytes -----------------------------------------------------------------------------
 
@@ -321,35 +193,42 @@ class PackageDownload:
             while True:
                 self._check_stop()
                 with self._lock:
-                    if 0 <= seg.end <= seg.pos and not (absorb and self._absorb_next(seg)):
+                    if 0 <= seg.end <= seg.pos and not (absorb and segments.absorb_next(self.plan.segments, seg)):
                         return
                     want = CHUNK if seg.end < 0 else min(CHUNK, seg.end - seg.pos)
-                try:
-                    data = read(want)
-                except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
-                    self._check_stop()
-                    raise DownloadError(f"the connection failed at byte {seg.pos}: {transport.reason(exc)}") from None
+                data = self._read(read, want, seg)
                 if not data:
                     if seg.end < 0:                      # unknown length: the body ended, so did the package
                         self._learn_total(seg)
                         return
                     raise DownloadError(f"the connection closed early at byte {seg.pos}")
-                with self._lock:
-                    if seg.end >= 0:                     # the tail may have been taken by another worker
-                        data = data[: max(0, seg.end - seg.pos)]
-                    offset = seg.pos
-                self._write(data, offset)
-                with self._lock:
-                    seg.pos += len(data)
-                    self.received += len(data)
-                    self._save_meta()
-                    self._changed.notify_all()
-                if self.progress:
-                    self.progress.add(len(data))
+                self._store(seg, data)
         finally:
             with self._lock:
                 self._active.discard(response)
             response.close()
+
+    def _read(self, read: Callable[[int], bytes], want: int, seg: Segment) -> bytes:
+        try:
+            return read(want)
+        except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
+            self._check_stop()
+            raise DownloadError(f"the connection failed at byte {seg.pos}: {transport.reason(exc)}") from None
+
+    def _store(self, seg: Segment, data: bytes) -> None:
+        """Write bytes read for a segment at its position, then record the progress."""
+        with self._lock:
+            if seg.end >= 0:                     # the tail may have been taken by another worker
+                data = data[: max(0, seg.end - seg.pos)]
+            offset = seg.pos
+        self._file.write(data, offset)
+        with self._lock:
+            seg.pos += len(data)
+            self.received += len(data)
+            self._file.save(self.plan)
+            self._changed.notify_all()
+        if self.progress:
+            self.progress.add(len(data))
 
     def _check_stop(self) -> None:
         if self._cancel.is_set():
@@ -360,62 +239,11 @@ class PackageDownload:
     def cancel(self) -> None:
         self._cancel.set()
 
-    # ---- for a reader that works while the download goes on ----------------------------------------
-
-    def covered(self) -> list[tuple[int, int]]:
-        """The byte ranges on disk now, merged (lock held)."""
-        spans = sorted((s.start, s.pos) for s in self.plan.segments if s.pos > s.start)
-        merged: list[tuple[int, int]] = []
-        for start, end in spans:
-            if merged and start <= merged[-1][1]:
-                merged[-1] = (merged[-1][0], max(merged[-1][1], end))
-            else:
-                merged.append((start, end))
-        return merged
-
-    def covered_now(self) -> list[tuple[int, int]]:
-        with self._lock:
-            return self.covered()
-
-    def wait_for(self, start: int, end: int, timeout: float = 1.0) -> None:
-        """Block until bytes [start, end) are on disk; raises once the download has ended without them."""
-        with self._lock:
-            while not any(a <= start and end <= b for a, b in self.covered()):
-                if self._ended:
-                    raise DownloadError("the download ended before the package was complete")
-                self._changed.wait(timeout)
-
-    def wait_changed(self, timeout: float) -> list[tuple[int, int]]:
-        """Wait for progress (or the end), then the covered ranges; raises once ended incomplete."""
-        with self._lock:
-            before = self.covered()
-            if not self._ended:
-                self._changed.wait(timeout)
-            now = self.covered()
-            if self._ended and now == before and not self.complete():
-                raise DownloadError("the download ended before the package was complete")
-            return now
-
     def _learn_total(self, seg: Segment) -> None:
         with self._lock:
             seg.end = seg.pos
             self.plan.total = seg.pos
             self.plan.identity = Identity(**{**self.identity.to_json(), "total": seg.pos})
-
-    def _absorb_next(self, seg: Segment) -> bool:
-        """An open-ended stream continues into the next segment when nobody works on it (lock held)."""
-        segments = self.plan.segments
-        index = segments.index(seg)
-        if index + 1 >= len(segments):
-            return False
-        nxt = segments[index + 1]
-        if nxt.busy or nxt.start != seg.end:
-            return False
-        if nxt.pos != nxt.start:                     # partly done (a resume): stop where it starts
-            return False
-        seg.end = nxt.end
-        segments.pop(index + 1)
-        return True
 
     def _fetch(self, seg: Segment, response: requests.Response | None = None, *, secondary: bool = False,
                open_ended: bool = False) -> None:
@@ -450,6 +278,35 @@ class PackageDownload:
             raise IdentityChanged("the package on the hub changed during the download")
         return response
 
+    # ---- for a reader that works while the download goes on ----------------------------------------
+
+    def covered(self) -> list[tuple[int, int]]:
+        """The byte ranges on disk now, merged (lock held)."""
+        return segments.covered(self.plan.segments)
+
+    def covered_now(self) -> list[tuple[int, int]]:
+        with self._lock:
+            return self.covered()
+
+    def wait_for(self, start: int, end: int, timeout: float = 1.0) -> None:
+        """Block until bytes [start, end) are on disk; raises once the download has ended without them."""
+        with self._lock:
+            while not any(a <= start and end <= b for a, b in self.covered()):
+                if self._ended:
+                    raise DownloadError("the download ended before the package was complete")
+                self._changed.wait(timeout)
+
+    def wait_changed(self, timeout: float) -> list[tuple[int, int]]:
+        """Wait for progress (or the end), then the covered ranges; raises once ended incomplete."""
+        with self._lock:
+            before = self.covered()
+            if not self._ended:
+                self._changed.wait(timeout)
+            now = self.covered()
+            if self._ended and now == before and not self.complete():
+                raise DownloadError("the download ended before the package was complete")
+            return now
+
     # ---- who does what ----------------------------------------------------------------------------
 
     def _claim(self, split: bool) -> Segment | None:
@@ -457,21 +314,7 @@ class PackageDownload:
         with self._lock:
             if self._error is not None:
                 return None
-            idle = [s for s in self.plan.segments if not s.busy and s.pos < s.end]
-            if idle:
-                seg = next((s for s in idle if s.urgent), idle[0])
-                seg.busy = True
-                return seg
-            if not split or not self._parallel_ok:
-                return None
-            largest = max((s for s in self.plan.segments if s.busy), key=lambda s: s.left, default=None)
-            if largest is None or largest.left < 2 * SPLIT_MIN:
-                return None
-            mid = largest.pos + largest.left // 2
-            tail = Segment(mid, largest.end, mid, busy=True)
-            largest.end = mid
-            self.plan.segments.insert(self.plan.segments.index(largest) + 1, tail)
-            return tail
+            return segments.claim(self.plan.segments, split=split and self._parallel_ok)
 
     def _work(self, secondary: bool) -> None:
         """A worker's loop; secondaries stop when the server turns out to serve one request at a time."""
@@ -541,13 +384,31 @@ class PackageDownload:
             raise DownloadError(f"size mismatch: the hub lists package_size {self.expected_size} "
                                 f"but serves {self.plan.total} bytes")
         try:
-            self._open_part()
+            self._file.open(self.plan.total)
         except BaseException:
             response.close()
             raise
         self.progress = Progress(self.log, self.plan.total, self.done_bytes)
         done = threading.Event()
         threading.Thread(target=self._interrupt_streams, args=(done,), daemon=True).start()
+        try:
+            self._fetch_all(response, first)
+        except KeyboardInterrupt:
+            raise Interrupted("stopped by signal") from None
+        finally:
+            done.set()
+            with self._lock:
+                self._file.save(self.plan)
+                self._file.close_record()
+            if self.progress:
+                self.progress.finish()
+            self._file.close()
+        size = self.plan.total or 0
+        self._file.cut(size)
+        return Downloaded(self.part, self.identity, size)
+
+    def _fetch_all(self, response: requests.Response, first: Segment) -> None:
+        """The first answer streams into its segment while the workers take the rest in parallel."""
         first.busy = True
         workers = []
         if self.plan.ranges:
@@ -556,37 +417,20 @@ class PackageDownload:
         for worker in workers:
             worker.start()
         try:
-            try:
-                self._fetch(first, response)
-            finally:
-                first.busy = False
-            self._work(secondary=False)
-            for worker in workers:
-                worker.join()
-            if self._error is not None:
-                raise self._error
-            self._finish_leftovers()
-        except KeyboardInterrupt:
-            raise Interrupted("stopped by signal") from None
+            self._fetch(first, response)
         finally:
-            done.set()
-            with self._lock:
-                self._save_meta()
-                self._close_meta()
-            if self.progress:
-                self.progress.finish()
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
-        size = self.plan.total or 0
-        if os.path.getsize(self.part) != size:
-            os.truncate(self.part, size)
-        return Downloaded(self.part, self.identity, size)
+            first.busy = False
+        self._work(secondary=False)
+        for worker in workers:
+            worker.join()
+        if self._error is not None:
+            raise self._error
+        self._finish_leftovers()
 
     def _finish_leftovers(self) -> None:
         """What parallel workers left (a server without parallelism): one open-ended stream at a time."""
         while not self.complete():
-            seg = next((s for s in self.plan.segments if 0 <= s.pos < s.end), None)
+            seg = segments.next_unfinished(self.plan.segments)
             if seg is None:
                 raise DownloadError("the download stopped before the package was complete")
             seg.busy = True
@@ -613,35 +457,6 @@ def _check_range(response: requests.Response, start: int, end: int | None) -> No
         response.close()
         raise DownloadError(f"the hub answered bytes {first}-{last} to a request for bytes {start}-"
                             f"{'' if end is None else end - 1}; refusing to write them at the wrong offset")
-
-
-def _plan_from_record(data: Any, url: str) -> _Plan | None:
-    """A partial download's record, checked field by field (it is a file on disk: anything can be in it)."""
-    if not isinstance(data, dict) or data.get("url") != url:
-        return None
-    identity = Identity.from_json(data.get("identity"))
-    total = data.get("total")
-    if identity is None or not _is_count(total) or not total or not isinstance(data.get("ranges"), bool):
-        return None
-    raw = data.get("segments")
-    if not isinstance(raw, list) or not raw:
-        return None
-    segments = []
-    for item in raw:
-        if not isinstance(item, list) or len(item) not in (3, 4) or not all(_is_count(v) for v in item[:3]):
-            return None
-        start, end, pos = item[:3]
-        if not start <= pos <= end <= total:
-            return None
-        segments.append(Segment(start, end, pos, urgent=bool(item[3]) if len(item) == 4 else False))
-    spans = sorted((seg.start, seg.end) for seg in segments)
-    if spans[0][0] != 0 or spans[-1][1] != total or any(a[1] != b[0] for a, b in zip(spans, spans[1:])):
-        return None                     # the segments must tile the package exactly
-    return _Plan(identity, total, data["ranges"], segments)
-
-
-def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 62
 
 
 def _clip(text: str | None) -> str | None:
@@ -672,14 +487,3 @@ def _socket_of(response: requests.Response) -> socket.socket | None:
     sock = getattr(getattr(fp, "raw", None), "_sock", None)
     return sock
 
-
-def sha256_of(path: Path, stop: threading.Event | None = None) -> str:
-    digest = hashlib.sha256()
-    buffer = bytearray(CHUNK)             # one buffer for the whole file: no allocation per read
-    view = memoryview(buffer)
-    with open(path, "rb", buffering=0) as fh:
-        while n := fh.readinto(buffer):
-            if stop is not None and stop.is_set():
-                raise Interrupted("stopped by signal")
-            digest.update(view[:n])
-    return digest.hexdigest()

@@ -11,7 +11,8 @@ import zipfile
 from typing import Any
 
 from app.core.errors import DownloadError
-from app.hub.download import Downloaded, PackageDownload, sha256_of
+from app.core.fsutil import sha256_file
+from app.hub.download import Downloaded, PackageDownload
 
 _zipfile: Any = zipfile     # its end-of-archive reader is private, so absent from its type stubs
 
@@ -28,7 +29,7 @@ class BackgroundDownload:
     def _run(self) -> None:
         try:
             got = self.download.run()
-            self._result = (got, sha256_of(got.path, self.stop))
+            self._result = (got, sha256_file(got.path, self.stop))
         except BaseException as exc:          # noqa: BLE001 - re-raised by result()
             self._error = exc
 

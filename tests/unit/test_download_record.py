@@ -10,8 +10,9 @@ import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.hub.download import _check_range, _plan_from_record
 from app.core.errors import DownloadError
+from app.hub.download import _check_range
+from app.hub.partfile import _plan_from_record
 
 URL = "http://127.0.0.1:8080/package/prices.zip"
 
