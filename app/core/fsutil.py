@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 import shutil
@@ -11,14 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-_libc: ctypes.CDLL | None = None
-
-
-def _lib() -> ctypes.CDLL:
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    return _libc
+from app.core.libc import libc
 
 
 def fsync_dir(path: Path) -> None:
@@ -50,7 +42,7 @@ def syncfs(path: Path) -> None:
     """Flush the whole filesystem holding `path` once (cheaper than an fsync per extracted file)."""
     fd = os.open(path, os.O_RDONLY)
     try:
-        if hasattr(_lib(), "syncfs") and _lib().syncfs(fd) == 0:
+        if hasattr(libc(), "syncfs") and libc().syncfs(fd) == 0:
             return
     finally:
         os.close(fd)
@@ -86,7 +78,7 @@ AT_FDCWD = -100
 
 def exchange(a: Path, b: Path) -> bool:
     """Atomically swap two paths (Linux renameat2). False when the system or filesystem cannot."""
-    func = getattr(_lib(), "renameat2", None)
+    func = getattr(libc(), "renameat2", None)
     if func is None:
         return False
     func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]

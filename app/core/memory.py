@@ -1,8 +1,7 @@
 """Process-wide memory settings for the `sync` command."""
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
+from app.core.libc import libc
 
 M_ARENA_MAX = -8
 
@@ -13,7 +12,6 @@ def single_malloc_arena() -> None:
     staying flat (measured with 1 MB buffers, 20.6k files: 62 MB with per-thread arenas, 54 MB with
     one). The GIL serialises these threads' allocations anyway. Called before any thread starts."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(M_ARENA_MAX, 1)
+        libc().mallopt(M_ARENA_MAX, 1)
     except (OSError, AttributeError):
         pass        # not glibc: nothing to tune
