@@ -57,6 +57,9 @@ def make_zip(path: Path, files: Mapping[str, bytes | str], **kwargs: Any) -> Pat
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """A controlled environment for the CLI: no inherited DATAHUB_* or proxy settings."""
     env = {k: v for k, v in os.environ.items() if k in _PASSED_ON}
+    # Coverage's own settings (COVERAGE_PROCESS_CONFIG, COVERAGE_FILE, ...): measure the CLI too when
+    # the tests run under `coverage run` (.coveragerc); they never change what the CLI does.
+    env.update({k: v for k, v in os.environ.items() if k.startswith("COVERAGE_")})
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     env.update(extra or {})
