@@ -1,8 +1,9 @@
-"""Small filesystem helpers: atomic writes, durable renames, syncfs, free space."""
+"""Small filesystem helpers: atomic writes, durable renames, syncfs, free space, a full disk, SHA-256."""
 from __future__ import annotations
 
 import ctypes
 import errno
+import hashlib
 import os
 import shutil
 import threading
@@ -10,7 +11,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from app.core.errors import Interrupted
 from app.core.libc import libc
+
+HASH_CHUNK = 256 << 10          # bytes hashed at once, through one buffer per call
 
 
 def fsync_dir(path: Path) -> None:
@@ -89,6 +93,29 @@ def exchange(a: Path, b: Path) -> bool:
     if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
         return False
     raise OSError(err, os.strerror(err), str(b))
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True when `exc` says the filesystem has no room left for this process (no space, or its quota)."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def sha256_file(file: str | os.PathLike[str] | int, stop: threading.Event | None = None) -> str:
+    """The SHA-256 (hex) of a whole file, given by path or as an open descriptor (read from its
+    start with pread, its position left alone). Interrupted when `stop` is set between two chunks."""
+    if not isinstance(file, int):
+        with open(file, "rb", buffering=0) as fh:
+            return sha256_file(fh.fileno(), stop)
+    digest = hashlib.sha256()
+    buffer = bytearray(HASH_CHUNK)        # one buffer for the whole file: no allocation per read
+    view = memoryview(buffer)
+    offset = 0
+    while n := os.preadv(file, [buffer], offset):
+        if stop is not None and stop.is_set():
+            raise Interrupted("stopped by signal")
+        digest.update(view[:n])
+        offset += n
+    return digest.hexdigest()
 
 
 def free_bytes(path: Path) -> int:

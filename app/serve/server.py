@@ -5,7 +5,6 @@ Threaded, Range/If-Range/ETag aware, and the bodies go out with sendfile(2).
 from __future__ import annotations
 
 import email.utils
-import hashlib
 import json
 import logging
 import os
@@ -20,6 +19,7 @@ from urllib.parse import unquote, urlsplit
 
 from app import __version__
 from app.core.errors import PackageError
+from app.core.fsutil import sha256_file
 from app.core.names import is_dataset_name
 from app.core.timeutil import to_iso
 from app.package.zipread import read_directory
@@ -56,7 +56,6 @@ class PackageIndex:
             cached = self._cache.get(name)
         if cached and cached[0] == key:
             return cached[1]
-        digest = hashlib.sha256()
         with open(path, "rb") as fh:
             try:
                 directory = read_directory(fh)
@@ -73,13 +72,11 @@ class PackageIndex:
             except (ValueError, OverflowError, OSError):
                 self._remember(name, key, None, f"its modification time ({stat.st_mtime:.0f}) is out of range")
                 return None
-            fh.seek(0)
-            while chunk := fh.read(4 << 20):
-                digest.update(chunk)
+            sha = sha256_file(fh.fileno())         # the same file as its directory, even if replaced meanwhile
         entry = {
             "name": name,
             "last_updated": to_iso(modified),
-            "package_ready": True, "package_size": stat.st_size, "sha256": digest.hexdigest(),
+            "package_ready": True, "package_size": stat.st_size, "sha256": sha,
             "file_count": files, "total_size": total,
         }
         self._remember(name, key, entry)

@@ -1,7 +1,6 @@
 """One sync run: fetch the hub's list once, then sync each dataset (in parallel, independently)."""
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import threading
@@ -26,7 +25,7 @@ from app.core.errors import (
     PackageError,
     Rejected,
 )
-from app.core.fsutil import free_bytes, is_empty_dir, nearest_existing, permission_hint, remove_tree
+from app.core.fsutil import free_bytes, is_disk_full, is_empty_dir, nearest_existing, permission_hint, remove_tree
 from app.core.logs import current_dataset, dataset_logger
 from app.core.progress import human_bytes
 from app.core.result import Status, SyncResult
@@ -456,7 +455,7 @@ class SyncRun:
         except DataHubSyncError as exc:
             return self._fail(ds.name, exc.status, str(exc))
         except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            if is_disk_full(exc):
                 self._drop_partial(ds)
                 return self._fail(ds.name, Status.EXTRACT_FAILED, f"disk full: {exc.strerror} {exc.filename or ''}".strip())
             if isinstance(exc, PermissionError):

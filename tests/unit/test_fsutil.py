@@ -1,15 +1,23 @@
-"""Filesystem helpers against the real kernel: background writeback during extraction."""
+"""Filesystem helpers against the real kernel: background writeback during extraction, a full
+disk, the SHA-256 of a file."""
 from __future__ import annotations
 
 import ctypes
+import errno
+import hashlib
 import os
+import random
+import tempfile
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from app.core.fsutil import writeback_behind
+from app.core.errors import Interrupted
+from app.core.fsutil import HASH_CHUNK, is_disk_full, sha256_file, writeback_behind
 
 SYS_CACHESTAT = 451            # x86_64 and most other architectures (Linux 6.5+)
 
@@ -76,3 +84,64 @@ def test_writeback_behind_stops_quietly_when_its_folder_goes_away(tmp_path: Path
         while any(t.name == "writeback" for t in threading.enumerate()):
             assert time.monotonic() < deadline, "the writeback thread kept running without its folder"
             time.sleep(0.05)
+
+
+# --- a full disk ------------------------------------------------------------------------------
+
+def error_writing_to(path: str) -> OSError:
+    try:
+        with open(path, "wb", buffering=0) as fh:
+            fh.write(b"x")
+    except OSError as exc:
+        return exc
+    raise AssertionError(f"writing to {path} succeeded")
+
+
+def test_is_disk_full_knows_a_full_device_and_a_quota() -> None:
+    assert is_disk_full(error_writing_to("/dev/full"))                  # the kernel's ENOSPC
+    assert is_disk_full(OSError(errno.EDQUOT, os.strerror(errno.EDQUOT), "/data/x"))
+
+
+def test_is_disk_full_is_false_for_every_other_error(tmp_path: Path) -> None:
+    assert not is_disk_full(error_writing_to(str(tmp_path / "no-such-folder" / "x")))
+    assert not is_disk_full(error_writing_to(str(tmp_path)))           # a folder
+    assert not is_disk_full(OSError("no errno"))
+    assert not is_disk_full(ValueError(errno.ENOSPC))
+    assert not is_disk_full(KeyboardInterrupt())
+
+
+# --- SHA-256 of a file -------------------------------------------------------------------------
+
+@given(st.integers(0, 3 * HASH_CHUNK + 1) | st.sampled_from([HASH_CHUNK - 1, HASH_CHUNK, HASH_CHUNK + 1]),
+       st.integers(0, 2**32))
+@settings(max_examples=40, deadline=None)
+def test_sha256_file_is_the_sha256_of_the_bytes(size: int, seed: int) -> None:
+    data = random.Random(seed).randbytes(size)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "package.zip"
+        path.write_bytes(data)
+        assert sha256_file(path) == hashlib.sha256(data).hexdigest()
+        assert sha256_file(str(path)) == hashlib.sha256(data).hexdigest()
+
+
+def test_sha256_file_of_a_descriptor_reads_from_the_start_and_leaves_its_position(tmp_path: Path) -> None:
+    data = os.urandom(HASH_CHUNK + 10)
+    (tmp_path / "p").write_bytes(data)
+    with open(tmp_path / "p", "rb") as fh:
+        fh.seek(100)
+        assert sha256_file(fh.fileno()) == hashlib.sha256(data).hexdigest()
+        assert fh.tell() == 100 and fh.read(5) == data[100:105]
+
+
+def test_sha256_file_stops_between_chunks(tmp_path: Path) -> None:
+    (tmp_path / "p").write_bytes(b"x" * (HASH_CHUNK * 2))
+    stop = threading.Event()
+    assert sha256_file(tmp_path / "p", stop) == hashlib.sha256(b"x" * (HASH_CHUNK * 2)).hexdigest()
+    stop.set()
+    with pytest.raises(Interrupted):
+        sha256_file(tmp_path / "p", stop)
+
+
+def test_sha256_file_of_a_missing_file_is_the_os_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        sha256_file(tmp_path / "gone.zip")
