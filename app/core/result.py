@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Any
+
+from app.core.timeutil import utcnow
 
 
 class Status(StrEnum):
@@ -41,7 +42,7 @@ class SyncResult:
     duration: float = 0.0
     warning: str | None = None
     interrupted: bool = False       # stopped by a signal, not failed: its state was left as it was
-    timestamp: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    timestamp: str = field(default_factory=lambda: utcnow().isoformat())
 
     def __str__(self) -> str:
         if self.success:

@@ -18,11 +18,12 @@ LATEST = datetime(9999, 1, 1, tzinfo=timezone.utc)
 
 
 def get_zone(name: str) -> tzinfo:
+    """An IANA zone by name ("UTC" in any case); ValueError, and nothing else, when there is none."""
     if name.upper() == "UTC":
         return timezone.utc
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:      # OSError: a zone file it cannot read
         raise ValueError(f"unknown time zone {name!r}") from exc
 
 
@@ -87,4 +88,5 @@ def from_iso(text: str | None) -> datetime | None:
 
 
 def utcnow() -> datetime:
+    """Now, as an aware UTC datetime: the program's one clock (tests pass their own where it is a parameter)."""
     return datetime.now(timezone.utc)

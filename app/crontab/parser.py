@@ -349,8 +349,8 @@ def process_zone() -> tzinfo:
         if name.startswith("/"):
             with open(name, "rb") as handle:
                 return ZoneInfo.from_file(handle, key=name)
-        return ZoneInfo(name) if name else timezone.utc
-    except (OSError, ValueError, ZoneInfoNotFoundError):
+        return load_zone(name)
+    except (OSError, ValueError):        # ValueError: not a zone file, or an unknown name (CrontabError)
         return timezone.utc
 
 

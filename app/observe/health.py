@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from app.core.config import Config
@@ -61,5 +61,5 @@ def daemon_started(config: Config) -> datetime | None:
 
 def health_problem(config: Config, now: datetime | None = None) -> str | None:
     """None when healthy, else one line saying why not: the rule behind /readyz, over the state files."""
-    found = problems(config, load_state(config), now or datetime.now(timezone.utc), daemon_started(config))
+    found = problems(config, load_state(config), now or utcnow(), daemon_started(config))
     return summary(found)

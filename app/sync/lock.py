@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import fcntl
 import os
-from datetime import datetime, timezone
 from pathlib import Path
 
 from app.core.errors import LockedError
+from app.core.timeutil import utcnow
 
 
 class SyncLock:
@@ -24,7 +24,7 @@ class SyncLock:
             os.close(fd)
             raise LockedError(f"another sync is running ({holder}) and holds {self.path}; try again when it ends") from None
         os.ftruncate(fd, 0)
-        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")
         os.pwrite(fd, f"pid {os.getpid()}, started {stamp}\n".encode(), 0)
         self._fd = fd
         return self

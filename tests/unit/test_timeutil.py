@@ -1,6 +1,8 @@
 """Hub timestamps: every form docs/hub-api.md section 1 allows, read as exact UTC instants."""
 from __future__ import annotations
 
+import time
+import zoneinfo
 from datetime import datetime, timedelta, timezone, tzinfo
 
 import pytest
@@ -8,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.core.jsonutil import describe
-from app.core.timeutil import from_iso, get_zone, parse_timestamp, to_iso
+from app.core.timeutil import from_iso, get_zone, parse_timestamp, to_iso, utcnow
 
 UTC = timezone.utc
 SHANGHAI = get_zone("Asia/Shanghai")
@@ -150,3 +152,23 @@ def test_any_value_is_a_utc_instant_in_range_or_a_value_error(value: object, zon
     assert parsed.utcoffset() == timedelta(0)
     assert datetime(1970, 1, 1, tzinfo=UTC) <= parsed < datetime(9999, 1, 1, tzinfo=UTC)
     assert parse_timestamp(to_iso(parsed)) == parsed          # to_iso never raises for what it returns
+
+
+def test_get_zone_turns_an_unreadable_zone_file_into_a_value_error() -> None:
+    # /proc/self/mem is a regular file whose first page cannot be read (EIO): the zone file is
+    # found, and reading it fails with an OSError
+    zoneinfo.reset_tzpath(to=["/proc/self"])
+    try:
+        with pytest.raises(ValueError, match="unknown time zone 'mem'"):
+            get_zone("mem")
+    finally:
+        zoneinfo.reset_tzpath()
+    assert get_zone("Asia/Shanghai") == SHANGHAI
+
+
+def test_utcnow_is_now_in_utc() -> None:
+    before = time.time()
+    now = utcnow()
+    after = time.time()
+    assert now.tzinfo is UTC
+    assert before <= now.timestamp() <= after
