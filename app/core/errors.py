@@ -43,9 +43,8 @@ class HubError(DataHubSyncError):
 
     status = Status.DOWNLOAD_FAILED
 
-    def __init__(self, message: str, *, http_status: int | None = None, retryable: bool = False):
+    def __init__(self, message: str, *, retryable: bool = False):
         super().__init__(message)
-        self.http_status = http_status
         self.retryable = retryable
 
 

@@ -174,11 +174,11 @@ class HubClient:
                     return response
                 response.close()
                 if status in (401, 403):
-                    raise AuthError(describe_status(status, url), http_status=status)
+                    raise AuthError(describe_status(status, url))
                 if status == 404:
-                    raise NotPublishedError(f"HTTP 404 for {safe_url(url)}", http_status=404)
+                    raise NotPublishedError(f"HTTP 404 for {safe_url(url)}")
                 if status not in RETRY_STATUS:
-                    raise HubError(describe_status(status, url), http_status=status)
+                    raise HubError(describe_status(status, url))
                 problem = describe_status(status, url)
                 retry_after = retry_after_seconds(response.headers.get("Retry-After"))
             if attempt + 1 >= attempts:
@@ -197,7 +197,7 @@ class HubClient:
             response = self.request(url, stream=True, what="fetching the dataset list")
         except NotPublishedError:
             raise HubError(f"the hub answered 404 for {safe_url(url)}: is hub.url right? "
-                           "(it should be the hub's base URL, without /api/datasets)", http_status=404) from None
+                           "(it should be the hub's base URL, without /api/datasets)") from None
         with response:
             body = self._read_list_body(response, url)
         try:

@@ -7,7 +7,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from app.core.config import Config, config_from
-from app.core.errors import DataHubSyncError, LockedError
+from app.core.errors import DataHubSyncError
 from app.core.result import Status, SyncResult
 from app.sync.run import SyncRun
 
@@ -64,9 +64,7 @@ class DataSyncClient:
         try:
             run = SyncRun(self.config, state_path=self.state_path, stop=self.stop, force=force, dry_run=dry_run)
             return run.execute(names)
-        except LockedError as exc:
-            return [SyncResult.failed(n, Status.ERROR, str(exc)) for n in targets]
-        except DataHubSyncError as exc:
+        except DataHubSyncError as exc:           # a config error, or another sync holds the lock
             return [SyncResult.failed(n, Status.ERROR, str(exc)) for n in targets]
 
     def sync_dataset(self, dataset_name: str, force: bool = False, dry_run: bool = False) -> SyncResult:

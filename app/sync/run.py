@@ -69,7 +69,6 @@ class ListingCache:
         self._lock = threading.Lock()
         self._listing: Listing | None = None
         self._fetched = 0.0
-        self.fetches = 0
 
     def get(self, max_age: float | None = None) -> Listing:
         with self._lock:
@@ -77,7 +76,6 @@ class ListingCache:
             if self._listing is None or stale:
                 self._listing = self.hub.list_datasets()
                 self._fetched = time.monotonic()
-                self.fetches += 1
             return self._listing
 
 
