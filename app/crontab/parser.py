@@ -1,7 +1,7 @@
 """Supercronic-compatible crontab files: parse them, and find when each schedule fires next.
 
 The rules are supercronic's (its crontab package and its cronexpr library), as written down in
-CRONTAB.md; only the standard library is used.
+docs/crontab.md; only the standard library is used.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The hub's dataset list (HUB_API section 1): lenient parsing, one bad entry fails only its dataset."""
+"""The hub's dataset list (docs/hub-api.md section 1): lenient parsing, one bad entry fails only its dataset."""
 from __future__ import annotations
 
 import math
