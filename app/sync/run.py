@@ -1,12 +1,14 @@
 """One sync run: fetch the hub's list once, then sync each dataset (in parallel, independently)."""
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -103,14 +105,12 @@ class Workspace:
 class DatasetSync:
     """Syncs one dataset; every failure ends as a SyncResult, never as damage to installed data."""
 
-    def __init__(self, run: "SyncRun", ds: DatasetConfig):
+    def __init__(self, run: SyncRun, parts: RunParts, ds: DatasetConfig):
         self.run = run
         self.config = run.config
         self.ds = ds
         self.log = dataset_logger(ds.name)
-        # SyncRun._execute, the only maker of DatasetSync, sets these first
-        assert run.hub is not None and run.listing is not None and run.store is not None
-        self.hub, self.listing, self.store = run.hub, run.listing, run.store
+        self.hub, self.listing, self.store = parts.hub, parts.listing, parts.store
         self.work = Workspace(run.state_dir, ds)
         self.deadline = time.monotonic() + self.config.sync.package_wait
         self.downloaded = 0        # bytes received from the hub, over every attempt of this run
@@ -361,8 +361,17 @@ class DatasetSync:
         download.discard()
 
 
+@dataclass(frozen=True)
+class RunParts:
+    """What the datasets of one run share, built together once the run may write (lock held)."""
+
+    hub: HubClient
+    listing: ListingCache
+    store: StateStore
+
+
 class SyncRun:
-    """Everything one run shares: config, hub connection, the list, the state file, the stop flag."""
+    """One run: the config, the flags and the stop flag; its shared parts are built by execute()."""
 
     def __init__(self, config: Config, *, state_path: Path | None = None, stop: threading.Event | None = None,
                  force: bool = False, dry_run: bool = False):
@@ -375,16 +384,13 @@ class SyncRun:
         self.stop = stop or threading.Event()
         self.force, self.dry_run = force, dry_run
         self.zone = get_zone(config.hub.timezone)
-        self.hub: HubClient | None = None
-        self.listing: ListingCache | None = None
-        self.store: StateStore | None = None
         self.downloaded: dict[str, int] = {}      # per dataset, for the run's metrics
         self.retries: dict[str, int] = {}
 
     def execute(self, names: list[str] | None = None) -> list[SyncResult]:
         datasets = [self.config.dataset(n) for n in names] if names else list(self.config.datasets)
         if self.dry_run:                      # writes nothing, so it needs no lock either
-            return self._execute(datasets)
+            return self._with_parts(datasets)[0]
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)
         except PermissionError:
@@ -392,76 +398,76 @@ class SyncRun:
         try:
             with SyncLock(self.state_dir / "lock"):
                 resume_hooks(self.config.hooks, self.state_dir, hook_log, self.stop)
-                previous = self._recorded(datasets)
-                results = self._execute(datasets)
+                results, previous = self._with_parts(datasets)
                 report_run(self.config, results, previous, self.downloaded, self.retries)
                 return results
         except PermissionError as exc:
             raise InstallError(permission_hint(Path(exc.filename or self.state_dir))) from None
 
-    def _recorded(self, datasets: list[DatasetConfig]) -> dict[str, dict[str, Any]]:
-        """Each dataset's state before the run (what notifications compare with)."""
+    def _with_parts(self, datasets: list[DatasetConfig]) -> tuple[list[SyncResult], dict[str, dict[str, Any]]]:
+        """The run's results, and each dataset's state before it (what notifications compare with)."""
         store = StateStore(self.state_path, self.zone, import_candidates(self.state_dir, self.config.source))
-        return {ds.name: store.get(ds.name) for ds in datasets}
-
-    def _execute(self, datasets: list[DatasetConfig]) -> list[SyncResult]:
-        self.store = StateStore(self.state_path, self.zone, import_candidates(self.state_dir, self.config.source))
-        self.hub = HubClient(self.config.hub, stop=self.stop,
-                             pool_size=max(8, self.config.hub.connections * self.config.sync.parallel + 2))
-        self.listing = ListingCache(self.hub)
+        previous = {ds.name: store.get(ds.name) for ds in datasets}
+        hub = HubClient(self.config.hub, stop=self.stop,
+                        pool_size=max(8, self.config.hub.connections * self.config.sync.parallel + 2))
+        parts = RunParts(hub, ListingCache(hub), store)
         try:
-            try:
-                self.listing.get()
-            except DataHubSyncError as exc:
-                # a hub that cannot list fails every dataset with the same reason
-                return [self._fail(ds.name, Status.ERROR, str(exc)) for ds in datasets]
-            except Exception as exc:       # noqa: BLE001 - recorded, so healthcheck and status see it
-                log.debug("unexpected error reading the list", exc_info=True)
-                return [self._fail(ds.name, Status.ERROR, f"cannot read the hub's list: unexpected {type(exc).__name__}")
-                        for ds in datasets]
-            workers = min(self.config.sync.parallel, len(datasets)) or 1
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dataset") as pool:
-                return list(pool.map(self._one, datasets))
+            return self._execute(datasets, parts), previous
         finally:
-            self.hub.close()
+            hub.close()
             if not self.dry_run:
-                self.store.flush()
+                store.flush()
 
-    def _one(self, ds: DatasetConfig) -> SyncResult:
+    def _execute(self, datasets: list[DatasetConfig], parts: RunParts) -> list[SyncResult]:
+        try:
+            parts.listing.get()
+        except DataHubSyncError as exc:
+            # a hub that cannot list fails every dataset with the same reason
+            return [self._fail(parts.store, ds.name, Status.ERROR, str(exc)) for ds in datasets]
+        except Exception as exc:       # noqa: BLE001 - recorded, so healthcheck and status see it
+            log.debug("unexpected error reading the list", exc_info=True)
+            return [self._fail(parts.store, ds.name, Status.ERROR,
+                               f"cannot read the hub's list: unexpected {type(exc).__name__}") for ds in datasets]
+        workers = min(self.config.sync.parallel, len(datasets)) or 1
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dataset") as pool:
+            return list(pool.map(lambda ds: self._one(ds, parts), datasets))
+
+    def _one(self, ds: DatasetConfig, parts: RunParts) -> SyncResult:
         token = current_dataset.set(ds.name)
         started = time.monotonic()
         try:
-            result = self._guarded(ds)
+            result = self._guarded(ds, parts)
         finally:
             current_dataset.reset(token)
         result.duration = time.monotonic() - started
         return result
 
-    def _guarded(self, ds: DatasetConfig) -> SyncResult:
+    def _guarded(self, ds: DatasetConfig, parts: RunParts) -> SyncResult:
         one = None
+        fail = functools.partial(self._fail, parts.store)
         try:
             if self.stop.is_set():
                 raise Interrupted("stopped by signal")
-            one = DatasetSync(self, ds)
+            one = DatasetSync(self, parts, ds)
             return one.sync()
         except Interrupted as exc:
             # a stop is not the dataset's failure: its recorded state stays as it was
             return SyncResult.failed(ds.name, Status.ERROR, f"interrupted: {exc} (the next run resumes)", interrupted=True)
         except DiskFullError as exc:
             self._drop_partial(ds)
-            return self._fail(ds.name, exc.status, str(exc))
+            return fail(ds.name, exc.status, str(exc))
         except DataHubSyncError as exc:
-            return self._fail(ds.name, exc.status, str(exc))
+            return fail(ds.name, exc.status, str(exc))
         except OSError as exc:
             if is_disk_full(exc):
                 self._drop_partial(ds)
-                return self._fail(ds.name, Status.EXTRACT_FAILED, f"disk full: {exc.strerror} {exc.filename or ''}".strip())
+                return fail(ds.name, Status.EXTRACT_FAILED, f"disk full: {exc.strerror} {exc.filename or ''}".strip())
             if isinstance(exc, PermissionError):
-                return self._fail(ds.name, Status.ERROR, permission_hint(Path(exc.filename or ds.local_dir)))
-            return self._fail(ds.name, Status.ERROR, f"{exc.strerror or exc}: {exc.filename or ''}".strip(": "))
+                return fail(ds.name, Status.ERROR, permission_hint(Path(exc.filename or ds.local_dir)))
+            return fail(ds.name, Status.ERROR, f"{exc.strerror or exc}: {exc.filename or ''}".strip(": "))
         except Exception as exc:        # noqa: BLE001 - one dataset never stops the others
             log.debug("unexpected error", exc_info=True)
-            return self._fail(ds.name, Status.ERROR, f"unexpected {type(exc).__name__}: {exc}")
+            return fail(ds.name, Status.ERROR, f"unexpected {type(exc).__name__}: {exc}")
         finally:
             if one is not None:
                 self.downloaded[ds.name] = one.downloaded
@@ -474,18 +480,15 @@ class SyncRun:
         for path in work.partial_files:
             remove_tree(path)
 
-    def _fail(self, name: str, status: Status, error: str) -> SyncResult:
+    def _fail(self, store: StateStore, name: str, status: Status, error: str) -> SyncResult:
+        """The dataset's failed result, recorded in state (a failure updates status, error and time only)."""
         error = redact(error)
-        self._record_failure(name, status, error)
+        if not self.dry_run:
+            try:
+                store.update(name, status=status, error=error, attempted_at=to_iso(utcnow()))
+            except OSError as exc:
+                log.error("cannot record the failure in %s: %s", store.path, exc.strerror)
         return SyncResult.failed(name, status, error)
-
-    def _record_failure(self, name: str, status: Status, error: str) -> None:
-        if self.dry_run or self.store is None:
-            return
-        try:
-            self.store.update(name, status=status, error=redact(error), attempted_at=to_iso(utcnow()))
-        except OSError as exc:
-            log.error("cannot record the failure in %s: %s", self.store.path, exc.strerror)
 
 
 
