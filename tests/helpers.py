@@ -160,3 +160,13 @@ def dead_url() -> str:
 
 def sha256_of(data: bytes | Path) -> str:
     return hashlib.sha256(Path(data).read_bytes() if isinstance(data, Path) else data).hexdigest()
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """One sample's value from a Prometheus text exposition (AssertionError when it is not there)."""
+    from prometheus_client.parser import text_string_to_metric_families
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    raise AssertionError(f"{name}{labels} not exported")

@@ -10,12 +10,11 @@ from pathlib import Path
 from typing import Callable
 
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.dockerutil import Container, free_port, run, sync_env, wait_until
+from tests.helpers import metric, zip_bytes
 from tests.hubs import FaultyHub
 from tests.hubs.common import header_of
-from tests.helpers import zip_bytes
 
 EVERY_3_SECONDS = "*/3 * * * * * *"  # 7 fields: seconds first, year last
 NEVER_SOON = "0 0 1 1 * 2099"  # only --run-on-start syncs
@@ -206,10 +205,3 @@ def get(url: str) -> requests.Response | None:
     except requests.ConnectionError:
         return None
 
-
-def metric(text: str, name: str, **labels: str) -> float:
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and sample.labels == labels:
-                return sample.value
-    raise AssertionError(f"{name}{labels} not exported")

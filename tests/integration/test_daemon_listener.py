@@ -14,11 +14,10 @@ from typing import Any, Iterator
 
 import pytest
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
 from app.core.config import load_config
 from app.crontab.daemon import load_crontab, run_daemon
-from tests.helpers import read_state, start_cli, sync_env, wait_for, write_config, zip_bytes
+from tests.helpers import metric, read_state, start_cli, sync_env, wait_for, write_config, zip_bytes
 from tests.hubs import FaultyHub
 
 UTC = timezone.utc
@@ -33,13 +32,6 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
-
-def metric(text: str, name: str, **labels: str) -> float:
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and sample.labels == labels:
-                return sample.value
-    raise AssertionError(f"{name}{labels} not exported")
 
 
 class Clock:

@@ -9,16 +9,16 @@ from typing import Iterator
 
 import pytest
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
 from app.core.config import Config, build_config
 from app.core.errors import ConfigError
-from app.observe.listen import Listener, start_listener
-from app.observe.metrics import record_run, registry_for
-from app.observe.readiness import problems
 from app.core.result import SyncResult
 from app.core.state import StateStore
 from app.core.timeutil import to_iso
+from app.observe.listen import Listener, start_listener
+from app.observe.metrics import record_run, registry_for
+from app.observe.readiness import problems
+from tests.helpers import metric
 
 UTC = timezone.utc
 START = datetime(2026, 11, 28, 8, 15, 0, tzinfo=UTC)
@@ -69,13 +69,6 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
     finally:
         d.listener.stop()
 
-
-def metric(text: str, name: str, **labels: str) -> float:
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and sample.labels == labels:
-                return sample.value
-    raise AssertionError(f"{name}{labels} not exported")
 
 
 def test_healthz_follows_the_scheduler(daemon: Daemon) -> None:
