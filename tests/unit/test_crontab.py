@@ -1,4 +1,4 @@
-"""The supercronic crontab format: cronexpr's own vectors, then each rule of CRONTAB.md."""
+"""The supercronic crontab format: cronexpr's own vectors, then each rule of docs/crontab.md."""
 from __future__ import annotations
 
 import calendar

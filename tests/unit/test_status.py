@@ -138,7 +138,7 @@ def test_every_problem_is_named_as_readyz_names_them(tmp_path: Path) -> None:
 
 
 def test_imported_original_state_counts_as_a_success(tmp_path: Path) -> None:
-    """A server switched from the original client has its versions imported (SPEC section 4): its data is
+    """A server switched from the original client has its versions imported (README, "Coming from the original client"): its data is
     there and synced, so the daemon's grace period must not turn it unhealthy before the first scheduled run."""
     cfg = config(tmp_path)
     cfg.state_dir.mkdir(parents=True)
