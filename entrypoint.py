@@ -10,13 +10,14 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass
+from datetime import datetime
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from app import __version__
 from app.core.errors import ConfigError, DataHubSyncError, ExitCode, LockedError
+from app.core.timeutil import utcnow
 
 if TYPE_CHECKING:                     # loaded only by the commands that need a config
     from app.core.config import Config
@@ -33,7 +34,7 @@ class Environment:
     stderr: TextIO
     environ: Mapping[str, str]
     handle_signals: bool = True           # SIGTERM/SIGINT stop a run (main thread only; restored after)
-    clock: Callable[[], datetime] = field(default=lambda: datetime.now(timezone.utc))
+    clock: Callable[[], datetime] = utcnow
 
     @classmethod
     def of_process(cls) -> Environment:

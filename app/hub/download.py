@@ -40,7 +40,6 @@ class Downloaded:
     path: Path
     identity: Identity
     size: int
-    reused: bool = False
 
 
 class _NoParallelism(Exception):
@@ -377,7 +376,7 @@ class PackageDownload:
         self.planned.set()
         if first is None:
             self.log.info("the package was already downloaded (%s)", self.identity.describe())
-            return Downloaded(self.part, self.identity, self.plan.total or 0, reused=True)
+            return Downloaded(self.part, self.identity, self.plan.total or 0)
         assert response is not None         # _open_first gives both or neither
         if self.expected_size is not None and self.plan.total is not None and self.plan.total != self.expected_size:
             response.close()

@@ -6,22 +6,18 @@ attempt or run resumes only when all of that still holds, so a resume never spli
 """
 from __future__ import annotations
 
-import errno
-import hashlib
 import json
 import logging
 import os
-import threading
 from pathlib import Path
 from typing import Any
 
-from app.core.errors import DiskFullError, Interrupted
+from app.core.errors import DiskFullError
+from app.core.fsutil import is_disk_full
 from app.core.jsonutil import loads
 from app.core.result import Status
 from app.hub.identity import Identity
 from app.hub.segments import Plan, Segment, tiles
-
-HASH_CHUNK = 256 << 10        # bytes read at once while hashing (one reused buffer)
 
 
 class PartFile:
@@ -51,7 +47,7 @@ class PartFile:
                 if os.fstat(self._fd).st_size < total:
                     os.posix_fallocate(self._fd, 0, total)
             except OSError as exc:
-                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                if is_disk_full(exc):
                     raise DiskFullError(f"not enough disk space for the package ({total} bytes) in {self.path.parent}",
                                         Status.DOWNLOAD_FAILED) from None
                 os.ftruncate(self._fd, total)   # filesystems without fallocate
@@ -64,7 +60,7 @@ class PartFile:
                 written = os.pwrite(self._fd, view, offset)
                 view, offset = view[written:], offset + written
         except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            if is_disk_full(exc):
                 raise DiskFullError(f"disk full while writing {self.path}", Status.DOWNLOAD_FAILED) from None
             raise
 
@@ -159,15 +155,3 @@ def _plan_from_record(data: Any, url: str) -> Plan | None:
 def _is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 62
 
-
-def sha256_of(path: Path, stop: threading.Event | None = None) -> str:
-    """The SHA-256 of a whole file, read through one buffer (no allocation per read)."""
-    digest = hashlib.sha256()
-    buffer = bytearray(HASH_CHUNK)
-    view = memoryview(buffer)
-    with open(path, "rb", buffering=0) as fh:
-        while n := fh.readinto(buffer):
-            if stop is not None and stop.is_set():
-                raise Interrupted("stopped by signal")
-            digest.update(view[:n])
-    return digest.hexdigest()

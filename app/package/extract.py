@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Protocol, Sequence
 
 from app.core.errors import DiskFullError, Interrupted, PackageError
-from app.core.fsutil import remove_tree, syncfs, writeback_behind
+from app.core.fsutil import is_disk_full, remove_tree, syncfs, writeback_behind
 from app.package.checks import Entry, Package, PackagePlan, open_package
 from app.package.zipread import copy_entry
 
@@ -110,7 +110,7 @@ def _extract_some(package: Package, feed: EntryFeed, staging: Path, stop: thread
 
 
 def _extract_error(exc: OSError, what: str, staging: Path) -> Exception:
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+    if is_disk_full(exc):
         return DiskFullError(f"disk full while extracting {what} into {staging}")
     if exc.errno in _NAME_ERRORS:
         return PackageError(f"{what}: the filesystem of {staging} cannot hold its name ({exc.strerror or exc})")
